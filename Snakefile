@@ -1,0 +1,30 @@
+# astrorim: the AstroRIM study as a Snakemake workflow.
+#   snakemake --cores 16 --resources gpu=1                      # paper scale (config/config.yaml)
+#   snakemake --cores 2 --configfile config/quick.yaml          # the quick study
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+wildcard_constraints:
+    phase="|".join(PHASES),
+    version="v[1-6]",
+    split="train|val|test",
+    shard=r"\d{5}",
+
+
+include: "workflow/rules/simulate.smk"
+
+
+rule all:
+    input:
+        manifest_paths(),
+    default_target: True

@@ -1,0 +1,85 @@
+"""Shard files: round trip, validation, and detection of truncated or corrupted files."""
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from astrorim.io.shards import ShardError, read_shard, read_shard_attrs, write_shard
+
+
+@dataclass
+class FakeBatch:
+    source: np.ndarray
+    observed: np.ndarray
+    psf: np.ndarray
+    noise_sigma: np.ndarray
+    truth: pd.DataFrame
+    noiseless: np.ndarray | None = None
+
+
+def make_batch(n=3, npix=16, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = pd.DataFrame({"index": np.arange(n), "theta_E": rng.uniform(0.9, 1.5, n),
+                          "psf_family": ["gaussian"] * n, "has_nfw": rng.random(n) < 0.5})
+    return FakeBatch(source=rng.random((n, npix, npix), dtype=np.float32),
+                     observed=rng.random((n, npix, npix), dtype=np.float32),
+                     psf=rng.random((n, 5, 5), dtype=np.float32),
+                     noise_sigma=rng.random(n, dtype=np.float32), truth=truth,
+                     noiseless=rng.random((n, npix, npix), dtype=np.float32))
+
+
+META = {"version": "v1", "phase": "initial", "split": "train", "seed": 7, "start_index": 10}
+
+
+def test_round_trip(tmp_path):
+    batch = make_batch()
+    path = write_shard(tmp_path / "s.h5", batch, META, store_diagnostics=True)
+    shard = read_shard(path, diagnostics=True)
+    np.testing.assert_array_equal(shard.arrays["observed"], batch.observed)
+    np.testing.assert_array_equal(shard.arrays["source"], batch.source)
+    np.testing.assert_array_equal(shard.diagnostics["noiseless"], batch.noiseless)
+    pd.testing.assert_frame_equal(shard.truth[batch.truth.columns], batch.truth, check_dtype=False)
+    assert shard.index_range == (10, 13)
+    assert read_shard_attrs(path)["version"] == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"], "no temporary file may be left behind"
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    batch = make_batch()
+    batch.truth = batch.truth.iloc[:2]  # inconsistent with 3 images
+    with pytest.raises(ValueError, match="truth table"):
+        write_shard(tmp_path / "s.h5", batch, META)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_shard_is_named(tmp_path):
+    path = write_shard(tmp_path / "s.h5", make_batch(npix=32), META)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match="s.h5"):
+        read_shard(path)
+
+
+def test_corrupted_chunk_is_detected(tmp_path):
+    batch = make_batch(npix=32)
+    path = write_shard(tmp_path / "s.h5", batch, META)
+    with h5py.File(path, "r") as f:
+        offset = f["observed"].id.get_chunk_info(1).byte_offset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ShardError, match=r"s\.h5.*corrupted"):
+        read_shard(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(ShardError, match="does not exist"):
+        read_shard(tmp_path / "nope.h5")
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ShardError, match="not an astrorim shard"):
+        read_shard(foreign)

@@ -1,0 +1,24 @@
+# Helpers shared by all rule files (paths, the simulation plan).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from astrorim.plan import PHASES, find_shard, shard_paths  # noqa: E402
+
+DATA = config["data_dir"]
+RESULTS = config["results_dir"]
+LOGS = f"logs/{config['run_name']}"
+BENCH = f"benchmarks_runs/{config['run_name']}"
+
+
+def manifest_paths():
+    return [f"{DATA}/sims/{phase}/manifest.csv" for phase in PHASES]
+
+
+def phase_shards(wildcards):
+    return [str(p) for p in shard_paths(config, wildcards.phase)]
+
+
+def shard_spec(wildcards):
+    return find_shard(config, wildcards.phase, wildcards.version, wildcards.split, int(wildcards.shard))

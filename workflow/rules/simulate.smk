@@ -1,0 +1,41 @@
+# Simulated (source, observation) pairs: one job per shard, then a manifest per phase.
+
+
+rule simulate:
+    output:
+        f"{DATA}/sims/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.h5",
+    params:
+        spec=shard_spec,
+        npix=config["npix"],
+        store_diagnostics=config["simulation"].get("store_diagnostics", False),
+    log:
+        f"{LOGS}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.log",
+    benchmark:
+        f"{BENCH}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    conda:
+        "../../envs/sim.yaml"
+    script:
+        "../../scripts/simulate_shard.py"
+
+
+rule manifest:
+    input:
+        phase_shards,
+    output:
+        f"{DATA}/sims/{{phase}}/manifest.csv",
+    log:
+        f"{LOGS}/manifest/{{phase}}.log",
+    benchmark:
+        f"{BENCH}/manifest/{{phase}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/sim.yaml"
+    script:
+        "../../scripts/manifest.py"
