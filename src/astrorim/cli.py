@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"astrorim {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_simulate(subparsers)
+    from astrorim.model.cli import register as register_model_commands
+
+    register_model_commands(subparsers)
     return parser
 
 
