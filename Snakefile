@@ -6,7 +6,12 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# `--configfile` would be deep-merged into config/config.yaml, silently filling keys a smaller configuration
+# leaves out with paper-scale values: read the default only when no configuration is given.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 validate(config, "config/schema.yaml")
