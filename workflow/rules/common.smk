@@ -22,3 +22,11 @@ def phase_shards(wildcards):
 
 def shard_spec(wildcards):
     return find_shard(config, wildcards.phase, wildcards.version, wildcards.split, int(wildcards.shard))
+
+
+def store_diagnostics(wildcards):
+    """simulation.phases.<phase>.store_diagnostics (bool or list of splits) overrides the global key."""
+    value = config["simulation"]["phases"][wildcards.phase].get("store_diagnostics")
+    if value is None:
+        return bool(config["simulation"].get("store_diagnostics", False))
+    return wildcards.split in value if isinstance(value, list) else bool(value)

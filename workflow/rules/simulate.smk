@@ -7,7 +7,7 @@ rule simulate:
     params:
         spec=shard_spec,
         npix=config["npix"],
-        store_diagnostics=config["simulation"].get("store_diagnostics", False),
+        store_diagnostics=store_diagnostics,
     log:
         f"{LOGS}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.log",
     benchmark:

@@ -1,0 +1,59 @@
+# Held-out evaluation (paper §3.5, §4.2, Table 2, Figure 7): the finetuned EMA checkpoint and three classical
+# baselines on the test shards, Table 2 and its comparison with the paper, parameter recovery, figures.
+# Needs common.smk (DATA, RESULTS, LOGS, BENCH) and the finetune rule's output (train.smk).
+#   snakemake --configfile config/quick.yaml evaluate        # quick: <= 2 min on 2 CPUs once the model exists
+# The model evaluated is config `evaluation.checkpoint` when set (e.g. a small model committed under models/),
+# else the finetuned best checkpoint.  The rule refuses a checkpoint whose recorded training/validation streams
+# overlap the test shards (docs/evaluation.md).
+EVAL_TABLES = f"{RESULTS}/tables"
+EVAL_FIGURES = f"{RESULTS}/figures"
+EVAL_METRICS = f"{RESULTS}/metrics"
+
+
+# The checkpoint to evaluate (an input function, so that it can be switched to a committed model through the
+# config key evaluation.checkpoint without editing the rule); the finetuned best (EMA) checkpoint otherwise.
+# A lambda, not a named function: `snakemake --lint` objects to functions next to rules.
+evaluation_checkpoint = lambda wildcards: (config.get("evaluation", {}).get("checkpoint")
+                                           or f"{RESULTS}/models/finetune/best.pt")
+# Evaluation knobs (astrorim.evaluate.pipeline.EvaluationSettings) from the config, the checkpoint key excluded.
+EVALUATION_SETTINGS = {k: v for k, v in config.get("evaluation", {}).items() if k != "checkpoint"}
+
+
+rule evaluate:
+    input:
+        test_manifest=f"{DATA}/sims/test/manifest.csv",
+        val_manifest=f"{DATA}/sims/finetune/manifest.csv",
+        checkpoint=evaluation_checkpoint,
+        paper_table="resources/paper_table2.csv",
+    output:
+        table2=f"{EVAL_TABLES}/table2.csv",
+        table2_tex=f"{EVAL_TABLES}/table2.tex",
+        vs_paper=f"{EVAL_TABLES}/table2_vs_paper.csv",
+        vs_paper_tex=f"{EVAL_TABLES}/table2_vs_paper.tex",
+        baselines=f"{EVAL_TABLES}/baselines.csv",
+        baselines_tex=f"{EVAL_TABLES}/baselines.tex",
+        recovery=f"{EVAL_TABLES}/parameter_recovery.csv",
+        recovery_tex=f"{EVAL_TABLES}/parameter_recovery.tex",
+        tikhonov_lambda=f"{EVAL_TABLES}/tikhonov_lambda.csv",
+        metrics=f"{EVAL_METRICS}/evaluate.json",
+        per_example=f"{EVAL_METRICS}/per_example.csv",
+        parameters=f"{EVAL_METRICS}/parameters.csv",
+        figure7=f"{EVAL_FIGURES}/figure7.png",
+        distributions=f"{EVAL_FIGURES}/metric_distributions.png",
+        failures=f"{EVAL_FIGURES}/failure_gallery.png",
+        recovery_figure=f"{EVAL_FIGURES}/parameter_recovery.png",
+    params:
+        settings=EVALUATION_SETTINGS,
+        npix=config["npix"],
+    log:
+        f"{LOGS}/evaluate/evaluate.log",
+    benchmark:
+        f"{BENCH}/evaluate/evaluate.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/evaluate.py"
