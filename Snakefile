@@ -24,12 +24,19 @@ wildcard_constraints:
     version="v[1-6]",
     split="train|val|test",
     shard=r"\d{5}",
+    lens=r"[A-Za-z0-9+-]+",
 
 
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/real_lenses.smk"
 
 
 rule all:
     input:
         manifest_paths(),
+        rules.train_all.input,
+        rules.evaluate.output,
+        rules.table1.output,
     default_target: True

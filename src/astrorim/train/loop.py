@@ -1,0 +1,406 @@
+"""The training loop of one phase, resumable at epoch ends and mid-epoch.
+
+Files of a phase's output directory ``out_dir`` (e.g. results/quick/models/initial):
+
+    out_dir/resume/last.pt, best.pt, metrics.csv   the run's own state, rewritten atomically at every
+                                                   epoch end (last.pt also mid-epoch); removed when the
+                                                   phase finishes
+    out_dir/last.pt, best.pt, metrics.csv          the published outputs: hard links to (or copies of)
+                                                   the files above, refreshed at every epoch end
+    out_dir/summary.json                           final metrics and baselines, written at the end
+
+A restarted run resumes from resume/last.pt (else from out_dir/last.pt).  Snakemake deletes a killed
+job's declared outputs (out_dir/last.pt, ...) before rerunning it, but never the undeclared resume/
+directory, so a rerun continues instead of starting over (docs/training.md, "Interruption").
+
+Bit-for-bit resumption: the data stream is a pure function of (seed, phase, epoch, position)
+(:class:`astrorim.train.data.EpochSampler`); model, EMA, optimiser, scheduler, GradScaler and all RNG
+states are restored, and partial-epoch sums are saved with mid-epoch checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from astrorim import __version__
+from astrorim.io.atomic import atomic_path, write_text_atomic
+from astrorim.model.checkpoint import read_checkpoint
+from astrorim.train.config import TrainingConfig, config_hash
+from astrorim.train.data import EpochSampler, ShardDataset, make_loader
+from astrorim.train.optim import EMA, WarmupPlateau, component_lrs, make_optimizer
+from astrorim.train.state import (check_config, read_training_checkpoint, restore_rng_state,
+                                  save_training_checkpoint)
+from astrorim.train.step import LOSS_TERMS, resolve_device, resolve_precision, train_step, validate
+
+log = logging.getLogger("astrorim.train")
+
+PHASE_STREAMS = {"initial": 0, "finetune": 1}
+METRIC_COLUMNS = (
+    ["phase", "epoch", "global_step"]
+    + [f"train_{k}" for k in LOSS_TERMS]
+    + ["train_grad_norm", "train_clipped_frac", "train_skipped_steps"]
+    + [f"val_{k}" for k in LOSS_TERMS if k != "mse"]
+    + ["val_mse", "val_ssim", "val_mse_model", "lr_rim", "lr_forward", "ema_decay", "samples_per_s",
+       "epoch_s", "is_best"]
+)
+MAX_CONSECUTIVE_SKIPS = 50
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after a requested stop (SIGTERM/SIGINT) once a resumable checkpoint has been written."""
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler; the loop checks it after every batch."""
+
+    requested: bool = False
+    signal_name: str = ""
+
+
+def install_signal_handlers(flag: StopFlag) -> None:
+    """SIGTERM and SIGINT set ``flag`` (call from the main thread of a script)."""
+    def handler(signum, frame):  # noqa: ARG001
+        if flag.requested:  # second signal: stop now
+            raise KeyboardInterrupt
+        flag.requested = True
+        flag.signal_name = signal.Signals(signum).name
+        log.warning("%s received: finishing this batch, writing a resumable checkpoint, then stopping",
+                    flag.signal_name)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Make ``dst`` the content of ``src`` atomically: a hard link if possible, else a copy."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return  # already the same file (rename() between two links of one inode would do nothing)
+    with atomic_path(dst, suffix=dst.suffix + ".partial") as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+@dataclass
+class PhaseRun:
+    """Everything one phase needs; call :meth:`run`."""
+
+    model: torch.nn.Module
+    training: TrainingConfig
+    phase: str
+    train_data: ShardDataset
+    val_data: ShardDataset
+    out_dir: Path
+    hashed_config: dict
+    meta: dict = field(default_factory=dict)
+    init_checkpoint: Path | None = None
+    resume: bool = True
+    stop_flag: StopFlag = field(default_factory=StopFlag)
+    on_step: Callable[[int, int, int], None] | None = None   # (global_step, epoch, batch) hook
+    progress: bool | None = None                              # None: only on a TTY
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+        self.resume_dir = self.out_dir / "resume"
+        self.cfg = self.training.phase(self.phase)
+        self.hash = config_hash(self.hashed_config)
+        if self.progress is None:
+            self.progress = sys.stderr.isatty()
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        t = self.training
+        self.device = resolve_device(t.device)
+        self.precision = resolve_precision(self.device, t.amp)
+        log.info("%s phase: device %s, precision %s, config hash %s", self.phase, self.device,
+                 self.precision.label, self.hash)
+        if self.init_checkpoint is not None:
+            self._load_init(self.init_checkpoint)
+        self.model.to(self.device)
+        self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
+        self.optimizer = make_optimizer(self.model, self.cfg.lr_rim, self.cfg.lr_forward, t.weight_decay)
+        bs = t.batch_size
+        if len(self.train_data) < bs:
+            raise ValueError(f"{len(self.train_data)} training examples cannot fill one batch of {bs}")
+        self.steps_per_epoch = len(self.train_data) // bs
+        self.scheduler = WarmupPlateau(self.optimizer, round(self.cfg.warmup_epochs * self.steps_per_epoch),
+                                       self.cfg.plateau_patience, self.cfg.plateau_factor,
+                                       self.cfg.plateau_threshold, self.cfg.warmup_epochs)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
+        self.sampler = EpochSampler(len(self.train_data), t.seed, stream=PHASE_STREAMS[self.phase],
+                                    flip_prob=t.augment.flip_prob, rot90_prob=t.augment.rot90_prob)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(self.train_data, bs, sampler=self.sampler, num_workers=t.num_workers,
+                                        pin_memory=pin, drop_last=True)
+        self.val_loader = make_loader(self.val_data, t.eval_batch_size, num_workers=t.num_workers,
+                                      pin_memory=pin)
+        self.n_iter = t.n_iter or None
+        self.noise = "truth"
+        # progress state
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict] = []
+        self.best = {"epoch": -1, "val_mse": math.inf}
+        self.bad_epochs = 0
+        self.partial: dict = {}
+        self.finished = False
+        self.stop_reason = ""
+
+    def _load_init(self, path: Path) -> None:
+        """Finetuning starts from the EMA weights of the best initial checkpoint (model and EMA alike)."""
+        ckpt = read_checkpoint(path)
+        state = dict(ckpt["model_state"])
+        if ckpt.get("ema_state"):
+            state.update(ckpt["ema_state"])
+        self.model.load_state_dict(state, strict=True)
+        log.info("initialised from %s (EMA weights, epoch %s)", path, ckpt.get("epoch"))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume_source(self) -> Path | None:
+        for candidate in (self.resume_dir / "last.pt", self.out_dir / "last.pt"):
+            if candidate.exists():
+                return candidate
+        return None
+
+    def _try_resume(self) -> None:
+        path = self._resume_source()
+        if path is None:
+            return
+        if not self.resume:
+            raise FileExistsError(f"{path} exists and resume is off; delete {self.out_dir} to start over")
+        ckpt = read_training_checkpoint(path)
+        check_config(path, ckpt, self.hash, self.hashed_config)
+        self.model.load_state_dict(ckpt["model_state"], strict=True)
+        ts = ckpt["training_state"]
+        self.ema.load_state_dict(ts["ema"], ckpt["ema_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        self.scheduler.load_state_dict(ckpt["scheduler_state"])
+        if self.scaler.is_enabled() and ckpt["scaler_state"]:
+            self.scaler.load_state_dict(ckpt["scaler_state"])
+        restore_rng_state(ckpt["rng_state"])
+        self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
+        self.global_step = int(ckpt["global_step"])
+        self.history = list(ts["history"])
+        self.best = dict(ts["best"])
+        self.bad_epochs = int(ts["bad_epochs"])
+        self.partial = dict(ts["partial"])
+        self.finished = bool(ts["finished"])
+        self.stop_reason = str(ts.get("stop_reason", ""))
+        if self.finished and self.stop_reason == "max_epochs" and self.epoch < self.cfg.epochs:
+            self.finished = False  # more epochs asked for than the finished run had
+        log.info("resumed from %s: epoch %d, batch %d, step %d (config hash %s)", path, self.epoch,
+                 self.batch_in_epoch, self.global_step, self.hash)
+        # A published best.pt may have been deleted (Snakemake rerun); the resume copy is authoritative.
+        for name in ("best.pt", "metrics.csv"):
+            src = self.resume_dir / name
+            if src.exists() and not (self.out_dir / name).exists():
+                _publish(src, self.out_dir / name)
+
+    def _meta(self) -> dict:
+        t = self.training
+        val = self.history[-1] if self.history else {}
+        return {**self.meta, "phase": self.phase, "config_hash": self.hash, "epoch": self.epoch,
+                "global_step": self.global_step, "training_seed": t.seed,
+                "best_epoch": self.best["epoch"], "best_val_mse": self.best["val_mse"],
+                "val_mse": val.get("val_mse"), "val_ssim": val.get("val_ssim"),
+                "device": str(self.device), "precision": self.precision.label,
+                "astrorim_version": str(__version__), "torch_version": str(torch.__version__),
+                "ema_decay": t.ema_decay, "weights_for_evaluation": "ema_state"}
+
+    def _save(self, *, is_best: bool) -> None:
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        training_state = {"hashed_config": self.hashed_config, "ema": self.ema.state_dict(),
+                          "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
+                          "partial": self.partial, "finished": self.finished, "stop_reason": self.stop_reason,
+                          "steps_per_epoch": self.steps_per_epoch}
+        last = self.resume_dir / "last.pt"
+        save_training_checkpoint(last, self.model, self.ema.model, meta=self._meta(), epoch=self.epoch,
+                                 batch_in_epoch=self.batch_in_epoch, global_step=self.global_step,
+                                 config_hash=self.hash, optimizer=self.optimizer, scheduler=self.scheduler,
+                                 scaler=self.scaler, training_state=training_state)
+        if is_best:
+            _publish(last, self.resume_dir / "best.pt")
+        self._write_metrics(self.resume_dir / "metrics.csv")
+
+    def _publish_outputs(self) -> None:
+        for name in ("last.pt", "best.pt", "metrics.csv"):
+            src = self.resume_dir / name
+            if src.exists():
+                _publish(src, self.out_dir / name)
+
+    def _write_metrics(self, path: Path) -> None:
+        table = pd.DataFrame(self.history, columns=list(METRIC_COLUMNS))
+        with atomic_path(path, suffix=".csv.partial") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+
+    # ------------------------------------------------------------------ epochs
+    def _train_epoch(self) -> dict:
+        bs = self.training.batch_size
+        start = self.batch_in_epoch
+        self.sampler.set_epoch(self.epoch, start * bs)
+        sums = dict(self.partial) if start else {}
+        t0 = time.monotonic()
+        elapsed0 = sums.pop("_elapsed", 0.0)
+        last_save = t0
+        consecutive_skips = 0
+        bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"{self.phase} epoch {self.epoch + 1}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for batch in self.train_loader:
+            r = train_step(self.model, batch, self.optimizer, self.scaler, self.precision,
+                           loss_cfg=self.training.loss, grad_clip=self.training.grad_clip, n_iter=self.n_iter,
+                           noise=self.noise, device=self.device)
+            self.scheduler.step_batch()
+            if r["skipped"]:
+                consecutive_skips += 1
+                log.warning("epoch %d batch %d: non-finite loss/gradient, update skipped (loss %s, grad %s)",
+                            self.epoch + 1, self.batch_in_epoch, r["total"], r["grad_norm"])
+                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                    raise FloatingPointError(f"{consecutive_skips} consecutive non-finite steps; stopping")
+            else:
+                consecutive_skips = 0
+                self.ema.update(self.model)
+            n = batch["observed"].shape[0]
+            for k in LOSS_TERMS:
+                sums[k] = sums.get(k, 0.0) + (r[k] * n if math.isfinite(r[k]) else 0.0)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + (r["grad_norm"] if math.isfinite(r["grad_norm"]) else 0.0)
+            sums["clipped"] = sums.get("clipped", 0.0) + r["clipped"]
+            sums["skipped"] = sums.get("skipped", 0.0) + r["skipped"]
+            sums["n"] = sums.get("n", 0) + n
+            sums["batches"] = sums.get("batches", 0) + 1
+            self.batch_in_epoch += 1
+            self.global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{r['total']:.4g}", mse=f"{r['mse']:.3g}")
+            if self.on_step is not None:
+                self.on_step(self.global_step, self.epoch, self.batch_in_epoch)
+            now = time.monotonic()
+            every_b = self.training.checkpoint_every_batches
+            due = (every_b and self.batch_in_epoch % every_b == 0) or (
+                self.training.checkpoint_every_s and now - last_save >= self.training.checkpoint_every_s)
+            if (due or self.stop_flag.requested) and self.batch_in_epoch < self.steps_per_epoch:
+                self.partial = {**sums, "_elapsed": elapsed0 + now - t0}
+                self._save(is_best=False)
+                last_save = now
+                log.info("mid-epoch checkpoint: epoch %d, batch %d/%d", self.epoch + 1, self.batch_in_epoch,
+                         self.steps_per_epoch)
+            if self.stop_flag.requested:
+                bar.close()
+                if self.batch_in_epoch >= self.steps_per_epoch:
+                    break  # the epoch end below writes the checkpoint
+                raise TrainingInterrupted(f"stopped by {self.stop_flag.signal_name} at epoch {self.epoch + 1}, "
+                                          f"batch {self.batch_in_epoch}; rerun to resume")
+        bar.close()
+        sums["_elapsed"] = elapsed0 + time.monotonic() - t0
+        return sums
+
+    def _epoch_row(self, sums: dict, val: dict, is_best: bool) -> dict:
+        n = max(sums.get("n", 0), 1)
+        lrs = component_lrs(self.optimizer)
+        row = {"phase": self.phase, "epoch": self.epoch + 1, "global_step": self.global_step}
+        for k in LOSS_TERMS:
+            row[f"train_{k}"] = sums.get(k, math.nan) / n
+        row["train_grad_norm"] = sums.get("grad_norm", math.nan) / max(sums.get("batches", 0), 1)
+        row["train_clipped_frac"] = sums.get("clipped", 0.0) / max(sums.get("batches", 0), 1)
+        row["train_skipped_steps"] = int(sums.get("skipped", 0))
+        for k in LOSS_TERMS:
+            if k != "mse":
+                row[f"val_{k}"] = val[k]
+        row.update(val_mse=val["mse"], val_ssim=val["ssim"], val_mse_model=val["mse_model"],
+                   lr_rim=lrs.get("rim", math.nan), lr_forward=lrs.get("forward", math.nan),
+                   ema_decay=self.ema.current_decay(), epoch_s=sums["_elapsed"],
+                   samples_per_s=sums.get("n", 0) / max(sums["_elapsed"], 1e-9), is_best=int(is_best))
+        return row
+
+    def _validate(self, baselines: bool = False) -> dict:
+        return validate(self.ema.model, self.val_loader, self.precision, loss_cfg=self.training.loss,
+                        n_iter=self.n_iter, noise=self.noise, device=self.device, baselines=baselines)
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> dict:
+        """Train (or resume) to the end of the phase; returns the summary written to summary.json."""
+        self._setup()
+        self._try_resume()
+        started = time.monotonic()
+        while not self.finished and self.epoch < self.cfg.epochs:
+            sums = self._train_epoch()
+            val = self._validate()
+            self.scheduler.step_epoch(self.epoch, val["total"])
+            is_best = val["mse"] < self.best["val_mse"]
+            if is_best:
+                self.best = {"epoch": self.epoch + 1, "val_mse": val["mse"], "val_ssim": val["ssim"]}
+                self.bad_epochs = 0
+            else:
+                self.bad_epochs += 1
+            row = self._epoch_row(sums, val, is_best)
+            self.history.append(row)
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.partial = {}
+            log.info("%s epoch %d/%d: train loss %.4g | val loss %.4g, MSE %.3e, SSIM %.4f%s | lr %.2e/%.2e | "
+                     "%.1f samples/s, %.0f s", self.phase, self.epoch, self.cfg.epochs, row["train_total"],
+                     row["val_total"], row["val_mse"], row["val_ssim"], " (best)" if is_best else "",
+                     row["lr_rim"], row["lr_forward"], row["samples_per_s"], row["epoch_s"])
+            patience = self.cfg.early_stopping_patience
+            if patience and self.bad_epochs >= patience:
+                self.finished, self.stop_reason = True, "early_stopping"
+                log.info("early stopping: no val-MSE improvement for %d epochs (best epoch %d)", patience,
+                         self.best["epoch"])
+            elif self.epoch >= self.cfg.epochs:
+                self.finished, self.stop_reason = True, "max_epochs"
+            self._save(is_best=is_best)
+            self._publish_outputs()
+            if self.stop_flag.requested and not self.finished:
+                raise TrainingInterrupted(f"stopped by {self.stop_flag.signal_name} after epoch {self.epoch}; "
+                                          f"rerun to resume")
+        if not self.finished:  # epochs already complete (resumed a finished run with the same epochs)
+            self.finished, self.stop_reason = True, self.stop_reason or "max_epochs"
+            self._save(is_best=False)
+        self._publish_outputs()
+        summary = self._summary(time.monotonic() - started)
+        write_text_atomic(self.out_dir / "summary.json", _json(summary))
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+        return summary
+
+    def _summary(self, seconds: float) -> dict:
+        """Best-checkpoint metrics on the validation set, with the adjoint and zero baselines."""
+        best_path = self.out_dir / "best.pt"
+        ckpt = read_checkpoint(best_path)
+        self.ema.model.load_state_dict(ckpt["ema_state"], strict=True)
+        val = self._validate(baselines=True)
+        train_seconds = sum(r["epoch_s"] for r in self.history)
+        return {"phase": self.phase, "config_hash": self.hash, "epochs_run": self.epoch,
+                "stop_reason": self.stop_reason, "best_epoch": self.best["epoch"], "global_step": self.global_step,
+                "train_seconds": train_seconds, "wall_seconds_this_process": seconds,
+                "device": str(self.device), "precision": self.precision.label,
+                "n_train": len(self.train_data), "n_val": len(self.val_data),
+                "val": {k: float(v) for k, v in sorted(val.items())}}
+
+
+def _json(obj) -> str:
+    import json
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(obj), indent=2, sort_keys=True) + "\n"

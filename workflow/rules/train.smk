@@ -1,0 +1,87 @@
+# Training (paper §3.3): joint initial training on the initial phase's shards, then finetuning from its best
+# checkpoint on the finetune phase's shards, and the training-curves figure.  Needs common.smk.
+#   snakemake --configfile config/quick.yaml train_all            # both phases + figure (quick: < 6 min, 2 CPUs)
+#
+# Interruption: every epoch (and every training.checkpoint_every_s seconds mid-epoch) the run writes
+# {MODELS}/<phase>/resume/last.pt, an undeclared path that Snakemake never deletes.  When a job is killed,
+# Snakemake deletes the job's declared outputs on the rerun (profiles/default sets rerun-incomplete: true),
+# the rerun finds resume/last.pt and continues from there.  A SIGTERM/SIGINT (SLURM time limit, Ctrl-C)
+# writes a checkpoint first; SIGKILL loses at most the work since the last checkpoint.  docs/training.md.
+from astrorim.train.run import rule_outputs, rule_params  # noqa: E402
+
+MODELS = f"{RESULTS}/models"
+
+
+rule train:
+    input:
+        manifest=f"{DATA}/sims/initial/manifest.csv",
+    output:
+        **rule_outputs(MODELS, "initial"),
+    params:
+        model=config.get("model", {}),
+        training=rule_params(config),
+    log:
+        f"{LOGS}/train/initial.log",
+    benchmark:
+        f"{BENCH}/train/initial.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=lambda wildcards, attempt: 1440 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/train.py"
+
+
+rule finetune:
+    input:
+        manifest=f"{DATA}/sims/finetune/manifest.csv",
+        init=rules.train.output.best,
+    output:
+        **rule_outputs(MODELS, "finetune"),
+    params:
+        model=config.get("model", {}),
+        training=rule_params(config),
+    log:
+        f"{LOGS}/train/finetune.log",
+    benchmark:
+        f"{BENCH}/train/finetune.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=lambda wildcards, attempt: 720 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/finetune.py"
+
+
+rule training_curves:
+    input:
+        initial=rules.train.output.metrics,
+        finetune=rules.finetune.output.metrics,
+    output:
+        f"{RESULTS}/figures/training_curves.png",
+    params:
+        title=f"AstroRIM training ({config['run_name']})",
+    log:
+        f"{LOGS}/train/training_curves.log",
+    benchmark:
+        f"{BENCH}/train/training_curves.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/training_curves.py"
+
+
+rule train_all:
+    input:
+        rules.finetune.output.best,
+        rules.training_curves.output,
