@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -40,14 +41,17 @@ def test_mistyped_key_fails_naming_it(repo_root, tmp_path):
     assert "shard_sise" in result.stdout + result.stderr
 
 
-def test_quick_simulation_runs(repo_root, tmp_path):
-    """The quick configuration's simulation stage, for real, into a temporary data directory."""
+def test_quick_study_runs(repo_root, tmp_path):
+    """The quick configuration for real, into temporary directories: simulation, training, finetuning, evaluation.
+
+    (The real-lens reference fits and the baseline are left to the README's quick command: they add minutes.)
+    """
     config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
     config.update(run_name="ci_quick", data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    result = snakemake(repo_root, "--cores", "2", "--configfile", str(configfile), "--until", "manifest",
-                       timeout=900)
+    result = snakemake(repo_root, "evaluate", "training_curves", "--cores", "2", "--configfile", str(configfile),
+                       timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     for spec in shard_plan(config):
         shard = read_shard(Path(config["data_dir"]) / spec.relative_path())
@@ -55,3 +59,11 @@ def test_quick_simulation_runs(repo_root, tmp_path):
         assert shard.attrs["version"] == spec.version and shard.attrs["start_index"] == spec.start_index
     for phase in ("initial", "finetune", "test"):
         assert (Path(config["data_dir"]) / "sims" / phase / "manifest.csv").exists()
+    results = Path(config["results_dir"])
+    for phase in ("initial", "finetune"):
+        assert (results / "models" / phase / "best.pt").stat().st_size > 0
+    table2 = pd.read_csv(results / "tables" / "table2.csv")
+    assert table2.loc[table2["subset"] == "All", "n"].item() == sum(
+        config["simulation"]["phases"]["test"]["counts"].values())
+    assert (results / "figures" / "figure7.png").stat().st_size > 0
+    assert (results / "figures" / "training_curves.png").stat().st_size > 0

@@ -1,0 +1,76 @@
+# Real lenses (paper §4.1, Appendix B–C, Tables 1, 3–5, Figs 4–6): for each catalogue lens with data, a
+# classical lenstronomy reference fit and the trained model's diagnostics; then Table 1 over all of them.
+#   snakemake --configfile config/quick.yaml table1
+# The model is config `real_lenses.checkpoint` when set (e.g. the committed models/cpu-small/model.pt), else the
+# run's finetuned best checkpoint.
+REAL = f"{RESULTS}/real_lenses"
+REAL_CATALOGUE = config["real_lenses"]["catalogue"]
+
+real_lens_checkpoint = lambda wildcards: (config["real_lenses"].get("checkpoint")
+                                          or f"{RESULTS}/models/finetune/best.pt")
+
+
+rule real_lens_reference:
+    input:
+        catalogue=REAL_CATALOGUE,
+    output:
+        json=f"{REAL}/{{lens}}/reference_fit.json",
+        png=f"{REAL}/{{lens}}/reference_fit.png",
+    log:
+        f"{LOGS}/real_lenses/{{lens}}/reference.log",
+    benchmark:
+        f"{BENCH}/real_lenses/{{lens}}/reference.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/real_reference.py"
+
+
+rule real_lens_model:
+    input:
+        catalogue=REAL_CATALOGUE,
+        checkpoint=real_lens_checkpoint,
+        reference=rules.real_lens_reference.output.json,
+    output:
+        json=f"{REAL}/{{lens}}/diagnostics.json",
+        table=f"{REAL}/{{lens}}/lens_table.csv",
+        table_tex=f"{REAL}/{{lens}}/lens_table.tex",
+        arrays=f"{REAL}/{{lens}}/arrays.npz",
+        figure=f"{RESULTS}/figures/real_lenses/{{lens}}.png",
+    log:
+        f"{LOGS}/real_lenses/{{lens}}/model.log",
+    benchmark:
+        f"{BENCH}/real_lenses/{{lens}}/model.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/real_lens.py"
+
+
+rule table1:
+    input:
+        catalogue=REAL_CATALOGUE,
+        diagnostics=expand(f"{REAL}/{{lens}}/diagnostics.json", lens=config["real_lenses"]["lenses"]),
+    output:
+        csv=f"{RESULTS}/tables/table1.csv",
+        tex=f"{RESULTS}/tables/table1.tex",
+    log:
+        f"{LOGS}/real_lenses/table1.log",
+    benchmark:
+        f"{BENCH}/real_lenses/table1.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/real_table1.py"
