@@ -20,7 +20,7 @@ from astrorim.real.reference_fit import reference_params_normalised
 REPO = Path(__file__).resolve().parents[1]
 CATALOGUE = REPO / "config/real_lenses.csv"
 
-# Fixture: results/real_lenses/J2205/reference_fit.json (seed 12345), the fields the stand-in needs.
+# Fixture: the J2205 reference fit (seed 12345; results/cpu_small/real_lenses/J2205/reference_fit.json), the fields the stand-in needs.
 J2205_REFERENCE = {
     "name": "J2205", "status": "ok",
     "theta_e_arcsec": 0.7971331067166457, "theta_e_err_arcsec": 0.007599093701583848,
