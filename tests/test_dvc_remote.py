@@ -19,6 +19,7 @@ import yaml
 
 from astrorim.io.shards import read_shard
 from astrorim.plan import shard_plan
+from snakemake_output import nothing_to_do
 
 pytestmark = pytest.mark.workflow
 
@@ -123,7 +124,7 @@ def test_dvc_remote_push_clone_pull(tmp_path):
     smk = (sys.executable, "-m", "snakemake", "--configfile", "config/quick.yaml", "--until", "manifest")
     run(*smk, "--touch", "--cores", "1", cwd=second, env=env)
     dry_run = run(*smk, "-n", cwd=second, env=env)
-    assert "Nothing to be done" in dry_run.stdout + dry_run.stderr, dry_run.stdout[-3000:]
+    assert nothing_to_do(dry_run.stdout + dry_run.stderr), dry_run.stdout[-3000:]
     assert checksums(second / sims) == original  # --touch changed timestamps only
     status = run(*dvc, "status", "simulate@quick", cwd=second, env=env)
     assert "up to date" in status.stdout, status.stdout

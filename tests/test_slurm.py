@@ -23,6 +23,7 @@ from astrorim.io.shards import read_shard
 from astrorim.plan import shard_plan
 
 from slurm_cluster import LocalSlurmCluster, SlurmUnavailable, unavailable_reason
+from snakemake_output import nothing_to_do
 
 pytestmark = pytest.mark.workflow
 
@@ -233,7 +234,7 @@ def test_simulate_stage_on_slurm(slurm_cluster, tmp_path):
         assert len(manifest) - 1 == sum(spec.phase == phase for spec in plan)
 
     again = snakemake("-n", *args, env=slurm_cluster.env, timeout=120)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-3000:]
+    assert again.returncode == 0 and nothing_to_do(again.stdout + again.stderr), again.stdout[-3000:]
 
 
 def test_transient_failure_is_retried_on_slurm(slurm_cluster, tmp_path):

@@ -26,9 +26,10 @@ def test_lint_is_clean(repo_root):
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml"])
 def test_dry_run(repo_root, configfile):
-    result = snakemake(repo_root, "-n", "--quiet", "rules", "--configfile", configfile)
+    result = snakemake(repo_root, "-n", "--forceall", "--quiet", "rules", "--configfile", configfile)
     assert result.returncode == 0, result.stderr
-    assert "simulate" in result.stdout + result.stderr
+    for rule in ("simulate", "manifest", "train", "finetune", "evaluate", "real_lens_model", "table1"):
+        assert rule in result.stdout, rule
 
 
 def test_mistyped_key_fails_naming_it(repo_root, tmp_path):
