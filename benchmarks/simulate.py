@@ -23,6 +23,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from _machine import cpu_affinity, cpu_model as cpu_model_name  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 PAPER_MS_PER_PAIR = 100 * 3600 * 1000 / 500_000  # 720 ms
@@ -35,18 +37,8 @@ def _machine_info() -> dict:
     import lenstronomy
     import scipy
 
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    affinity = cpu_affinity()
+    cpu_model = cpu_model_name()
     return {
         "platform": platform.platform(), "machine": platform.machine(), "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(), "cpu_affinity": affinity, "load_average_1min": os.getloadavg()[0],

@@ -30,6 +30,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from _machine import cpu_affinity, cpu_model as cpu_model_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -94,18 +96,8 @@ def run_once(workers: int, versions: list[str], pairs: int, npix: int) -> dict:
 
 
 def machine_info() -> dict:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    affinity = cpu_affinity()
+    cpu_model = cpu_model_name()
     return {"platform": platform.platform(), "cpu_model": cpu_model, "cpu_count": os.cpu_count(),
             "cpu_affinity": affinity, "python": sys.version.split()[0]}
 

@@ -27,24 +27,18 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def machine_info() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+    info = {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "load_average_1min_at_start": os.getloadavg()[0], "python": sys.version.split()[0],
             "torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
