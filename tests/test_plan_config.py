@@ -4,8 +4,12 @@ import copy
 
 import pytest
 
+from pathlib import Path
+
 from astrorim.config import ConfigError, load_config, validate_config
 from astrorim.plan import shard_plan, split_counts
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +71,11 @@ def test_unreadable_config(tmp_path):
     bad.write_text("npix: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("relative_path", sorted(
+    str(path.relative_to(REPO)) for pattern in ("config/*.yaml", "models/*/config.yaml") for path in REPO.glob(pattern)
+    if path.name != "schema.yaml"))
+def test_every_committed_config_validates(relative_path):
+    """The configs that README and models/*/README tell people to run still pass the schema."""
+    load_config(REPO / relative_path)
