@@ -1,0 +1,99 @@
+"""The source VAE: Table D1/D2 shapes, the closed-form KL, the ELBO falling during training, the x9 prior."""
+
+import numpy as np
+import pytest
+import torch
+
+from astrorim.baseline.latent_prior import LatentPrior, encode_means, fit_latent_prior
+from astrorim.baseline.train_vae import TrainConfig, train_vae
+from astrorim.baseline.vae import VAE, Decoder, Encoder, VAEConfig, elbo, gaussian_kl_to_standard
+
+
+def blobs(n, seed=0):
+    """n peak-normalised elliptical Gaussian blobs on 64 x 64 (a tiny, learnable image set)."""
+    rng = np.random.default_rng(seed)
+    c = np.arange(64) - 31.5
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    out = []
+    for _ in range(n):
+        x0, y0 = rng.uniform(-6, 6, 2)
+        sx, sy = rng.uniform(3, 9, 2)
+        out.append(np.exp(-0.5 * (((xx - x0) / sx) ** 2 + ((yy - y0) / sy) ** 2)))
+    return np.stack(out).astype(np.float32)
+
+
+def test_paper_architecture_shapes_and_sizes():
+    enc, dec = Encoder(64, 64), Decoder(64, 64)
+    x = torch.rand(2, 1, 64, 64)
+    mu, sigma = enc(x)
+    assert mu.shape == sigma.shape == (2, 64)
+    assert torch.all(sigma > 0)
+    # Table D1: the last convolution maps 512 channels to 4096 features, the heads 4096 -> 64.
+    assert enc.features[-2].weight.shape == (4096, 512, 4, 4)
+    assert enc.mean.weight.shape == enc.log_sigma.weight.shape == (64, 4096)
+    with torch.no_grad():
+        img = dec.eval()(torch.randn(3, 64))
+    assert img.shape == (3, 64, 64)
+    assert float(img.abs().max()) <= 1.0  # tanh output (Table D2)
+    assert all(m.bias is None for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+
+
+def test_wrong_input_shapes_are_rejected():
+    vae = VAE(VAEConfig(width=4))
+    with pytest.raises(ValueError, match="encoder input"):
+        vae.encode(torch.rand(2, 32, 32))
+    with pytest.raises(ValueError, match="decoder input"):
+        vae.decoder(torch.rand(2, 10))
+
+
+def test_kl_matches_torch_distributions():
+    mu, sigma = torch.randn(5, 7), torch.rand(5, 7) + 0.1
+    q = torch.distributions.Normal(mu, sigma)
+    p = torch.distributions.Normal(torch.zeros(7), torch.ones(7))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    assert torch.allclose(gaussian_kl_to_standard(mu, sigma), expected, atol=1e-5)
+
+
+def test_elbo_is_per_image_and_penalises_bad_reconstructions():
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(width=4)).eval()
+    x = torch.as_tensor(blobs(3))
+    val = elbo(vae, x, particles=2, generator=torch.Generator().manual_seed(1))
+    assert val.shape == (3,)
+    worse = elbo(vae, x + 0.5, particles=2, generator=torch.Generator().manual_seed(1))
+    assert torch.all(worse < val)
+
+
+def test_training_increases_the_elbo_on_a_tiny_set():
+    train, val = blobs(24, seed=1), blobs(8, seed=2)
+    vae, hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05),
+                          TrainConfig(lr=3e-3, batch_size=8, max_epochs=6, patience=6, seed=0), progress=False)
+    assert len(hist.train_elbo) == 6
+    assert hist.train_elbo[-1] > hist.train_elbo[0] + 0.1 * abs(hist.train_elbo[0])
+    assert max(hist.val_elbo) > hist.val_elbo[0]
+    assert not vae.training
+
+
+def test_latent_prior_is_the_encoded_means_gaussian_with_covariance_times_nine():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 4))
+    means = rng.standard_normal((500, 4)) @ a.T + np.array([1.0, -2.0, 0.5, 3.0])
+    prior = fit_latent_prior(means)
+    emp_cov = np.cov(means, rowvar=False, bias=True)
+    np.testing.assert_allclose(prior.mean.numpy(), means.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(prior.cov.numpy(), 9.0 * emp_cov, rtol=1e-4, atol=1e-4)
+    assert prior.cov_factor == 9.0
+    # whitening: eps ~ N(0, I) maps onto N(mean, cov), and back
+    eps = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
+    z = prior.latent_from_white(eps)
+    np.testing.assert_allclose(np.cov(z.numpy(), rowvar=False), prior.cov.numpy(), rtol=0.06, atol=0.1)
+    assert torch.allclose(prior.white_from_latent(z[:5]), eps[:5], atol=1e-4)
+    restored = LatentPrior.from_state_dict(prior.state_dict())
+    assert torch.equal(restored.cov, prior.cov)
+
+
+def test_encode_means_runs_in_eval_mode_and_restores_training_flag():
+    vae = VAE(VAEConfig(width=4))
+    vae.train()
+    mu = encode_means(vae, blobs(5))
+    assert mu.shape == (5, 64) and vae.training
