@@ -31,6 +31,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
+include: "workflow/rules/baseline.smk"
 
 
 rule all:
@@ -39,4 +40,5 @@ rule all:
         rules.train_all.input,
         rules.evaluate.output,
         rules.table1.output,
+        rules.baseline_all.input,
     default_target: True

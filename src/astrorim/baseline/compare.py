@@ -212,6 +212,20 @@ class Panel:
     map_source: np.ndarray
 
 
+def _source_window(source: np.ndarray, level: float = 0.02, pad: int = 4, min_size: int = 16
+                   ) -> tuple[slice, slice]:
+    """A square window around the pixels above ``level`` x peak of ``source`` (the whole image if none)."""
+    n = source.shape[0]
+    rows, cols = np.nonzero(source > level * np.max(source)) if np.max(source) > 0 else ((), ())
+    if len(rows) == 0:
+        return slice(0, n), slice(0, n)
+    centre = (0.5 * (rows.min() + rows.max()), 0.5 * (cols.min() + cols.max()))
+    half = max(rows.max() - rows.min(), cols.max() - cols.min(), min_size) / 2 + pad
+    lo = [int(np.clip(round(c - half), 0, max(n - 2 * half, 0))) for c in centre]
+    size = int(min(2 * half, n))
+    return slice(lo[0], lo[0] + size), slice(lo[1], lo[1] + size)
+
+
 def comparison_figure(panels: list[Panel], summary: pd.DataFrame, title: str = ""):
     """Rows of (observed | true source | AstroRIM | MAP) beside median wall time and theta_E error per method."""
     import matplotlib
@@ -224,9 +238,10 @@ def comparison_figure(panels: list[Panel], summary: pd.DataFrame, title: str = "
     grid = fig.add_gridspec(n, 6, width_ratios=[1, 1, 1, 1, 0.15, 1.4])
     for i, panel in enumerate(panels):
         vmax = float(np.max(panel.true_source)) or 1.0
+        zoom = _source_window(panel.true_source)
         images = [(panel.observed, "observed", float(np.percentile(panel.observed, 99.5)) or 1.0),
-                  (panel.true_source, "true source", vmax), (panel.astrorim_source, "AstroRIM", vmax),
-                  (panel.map_source, "paper-003 MAP", vmax)]
+                  (panel.true_source[zoom], "true source (zoom)", vmax),
+                  (panel.astrorim_source[zoom], "AstroRIM", vmax), (panel.map_source[zoom], "paper-003 MAP", vmax)]
         for j, (img, name, top) in enumerate(images):
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(img, origin="lower", cmap="magma", vmin=0.0, vmax=top)

@@ -1,0 +1,220 @@
+# The paper-003 baseline (VAE source prior + EPL lens in Pyro; MAP and NUTS), driven by config["baseline"].
+#   snakemake --cores 2 --configfile config/quick.yaml baseline_all      # the miniature version (< 4 min)
+# Outputs under {RESULTS}/baseline/, the VAE data file under {DATA}/baseline/.  Needs common.smk.
+from astrorim.plan import shard_plan  # noqa: E402
+
+BASELINE = f"{RESULTS}/baseline"
+BL_CONFIG = config.get("baseline", {})
+BL_SYSTEMS = list(BL_CONFIG.get("systems", {}))
+BL_NOISES = ["low", "med", "high"][: len(BL_CONFIG.get("noise_levels", [0.333, 0.1, 0.0333]))]
+BL_VAE = f"{BASELINE}/vae/vae.pt"
+
+
+# Simulation shards whose sources train (initial/train), validate (initial/val) and test the VAE, and the
+# held-out test shards on which the comparison runs both methods.
+BL_SIM_VERSIONS = set(BL_CONFIG.get("vae_data", {}).get("sim_versions", []))
+BL_SIM_SHARDS = {
+    split: [f"{DATA}/{s.relative_path()}" for s in shard_plan(config)
+            if (s.phase, s.split) == (("test", "test") if split == "test" else ("initial", split))
+            and s.version in BL_SIM_VERSIONS]
+    for split in ("train", "val", "test")
+}
+BL_COMPARE_SHARDS = [f"{DATA}/{s.relative_path()}" for s in shard_plan(config)
+                     if s.phase == "test" and s.version in set(BL_CONFIG.get("compare", {}).get("versions", ["v1"]))]
+
+
+# The AstroRIM checkpoint the comparison runs: compare.checkpoint, else evaluation.checkpoint, else the finetuned best.
+def baseline_astrorim_checkpoint(wildcards):
+    return (BL_CONFIG.get("compare", {}).get("checkpoint") or config.get("evaluation", {}).get("checkpoint")
+            or f"{RESULTS}/models/finetune/best.pt")
+
+
+rule baseline_vae_data:
+    input:
+        train=BL_SIM_SHARDS["train"],
+        val=BL_SIM_SHARDS["val"],
+        test=BL_SIM_SHARDS["test"],
+    output:
+        f"{DATA}/baseline/vae_data.h5",
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae_data")},
+    log:
+        f"{LOGS}/baseline/vae_data.log",
+    benchmark:
+        f"{BENCH}/baseline/vae_data.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_vae_data.py"
+
+
+rule baseline_train_vae:
+    input:
+        data=rules.baseline_vae_data.output[0],
+    output:
+        model=BL_VAE,
+        history=f"{BASELINE}/vae/training.json",
+        fig_elbo=f"{BASELINE}/vae/elbo.png",
+        fig_recon=f"{BASELINE}/fig2_reconstructions.png",
+        fig_rotation=f"{BASELINE}/fig3_rotation.png",
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae")},
+    log:
+        f"{LOGS}/baseline/train_vae.log",
+    benchmark:
+        f"{BENCH}/baseline/train_vae.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 24 * 60 * attempt,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_train_vae.py"
+
+
+rule baseline_mocks:
+    input:
+        data=rules.baseline_vae_data.output[0],
+    output:
+        mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
+        table1=f"{BASELINE}/table1_snr.csv",
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "noise_levels", "systems")},
+    log:
+        f"{LOGS}/baseline/mocks.log",
+    benchmark:
+        f"{BENCH}/baseline/mocks.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_mocks.py"
+
+
+rule baseline_map:
+    input:
+        model=BL_VAE,
+        mock=f"{BASELINE}/mocks/{{system}}.npz",
+    output:
+        npz=f"{BASELINE}/map/{{system}}_{{noise}}.npz",
+        json=f"{BASELINE}/map/{{system}}_{{noise}}.json",
+    wildcard_constraints:
+        system="[A-Za-z0-9]+",
+        noise="low|med|high",
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "map")},
+    log:
+        f"{LOGS}/baseline/map/{{system}}_{{noise}}.log",
+    benchmark:
+        f"{BENCH}/baseline/map/{{system}}_{{noise}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_map.py"
+
+
+rule baseline_nuts:
+    input:
+        model=BL_VAE,
+        mock=f"{BASELINE}/mocks/{{system}}.npz",
+        map=f"{BASELINE}/map/{{system}}_{{noise}}.npz",
+    output:
+        npz=f"{BASELINE}/nuts/{{system}}_{{noise}}.npz",
+        json=f"{BASELINE}/nuts/{{system}}_{{noise}}.json",
+    wildcard_constraints:
+        system="[A-Za-z0-9]+",
+        noise="low|med|high",
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "nuts")},
+    log:
+        f"{LOGS}/baseline/nuts/{{system}}_{{noise}}.log",
+    benchmark:
+        f"{BENCH}/baseline/nuts/{{system}}_{{noise}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wildcards, attempt: 24 * 60 * attempt,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_nuts.py"
+
+
+rule baseline_report:
+    input:
+        model=BL_VAE,
+        mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
+        maps=expand(f"{BASELINE}/map/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
+        nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
+        nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
+    output:
+        fig_map=expand(f"{BASELINE}/map_{{system}}.png", system=BL_SYSTEMS),
+        fig_post=expand(f"{BASELINE}/posterior_{{system}}.png", system=BL_SYSTEMS),
+        map_csv=f"{BASELINE}/map_summary.csv",
+        posterior_csv=f"{BASELINE}/posterior_summary.csv",
+    params:
+        systems=BL_SYSTEMS,
+        noises=BL_NOISES,
+    log:
+        f"{LOGS}/baseline/report.log",
+    benchmark:
+        f"{BENCH}/baseline/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_report.py"
+
+
+rule baseline_compare:
+    input:
+        model=BL_VAE,
+        checkpoint=baseline_astrorim_checkpoint,
+        shards=BL_COMPARE_SHARDS,
+        mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
+        maps=expand(f"{BASELINE}/map/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
+        nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
+        nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
+    output:
+        table=f"{BASELINE}/comparison.csv",
+        summary=f"{BASELINE}/comparison_summary.csv",
+        figure=f"{BASELINE}/comparison.png",
+    params:
+        systems=BL_SYSTEMS,
+        noises=BL_NOISES,
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "map", "compare")},
+    log:
+        f"{LOGS}/baseline/compare.log",
+    benchmark:
+        f"{BENCH}/baseline/compare.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wildcards, attempt: 240 * attempt,
+    conda:
+        "../../envs/pyro.yaml"
+    script:
+        "../../scripts/baseline_compare.py"
+
+
+rule baseline_all:
+    input:
+        rules.baseline_train_vae.output,
+        rules.baseline_mocks.output,
+        rules.baseline_report.output,
+        rules.baseline_compare.output,
