@@ -23,12 +23,6 @@ BL_COMPARE_SHARDS = [f"{DATA}/{s.relative_path()}" for s in shard_plan(config)
                      if s.phase == "test" and s.version in set(BL_CONFIG.get("compare", {}).get("versions", ["v1"]))]
 
 
-# The AstroRIM checkpoint the comparison runs: compare.checkpoint, else evaluation.checkpoint, else the finetuned best.
-def baseline_astrorim_checkpoint(wildcards):
-    return (BL_CONFIG.get("compare", {}).get("checkpoint") or config.get("evaluation", {}).get("checkpoint")
-            or f"{RESULTS}/models/finetune/best.pt")
-
-
 rule baseline_vae_data:
     input:
         train=BL_SIM_SHARDS["train"],

@@ -30,3 +30,11 @@ def store_diagnostics(wildcards):
     if value is None:
         return bool(config["simulation"].get("store_diagnostics", False))
     return wildcards.split in value if isinstance(value, list) else bool(value)
+
+
+def baseline_astrorim_checkpoint(wildcards):
+    """The AstroRIM checkpoint the baseline comparison runs: baseline.compare.checkpoint, else
+    evaluation.checkpoint, else the finetuned best."""
+    return (config.get("baseline", {}).get("compare", {}).get("checkpoint")
+            or config.get("evaluation", {}).get("checkpoint")
+            or f"{RESULTS}/models/finetune/best.pt")
