@@ -15,6 +15,13 @@ the simulator's truth tables give for "no halo") means no halo.
 The adjoint is W^T K^T r: the exact transpose of the linear part (dot-product tests in
 tests/test_model_forward.py).  All operator arithmetic runs in float32 (float64 when the inputs
 are float64) with autocast disabled, so the model can run under bf16/fp16 autocast.
+
+Noise is opt-in and never part of F: :func:`add_noise` draws a realisation of a noiseless model
+image y (shot noise Poisson(gain y)/gain on the non-negative part, plus Gaussian read noise) from
+an explicit ``torch.Generator``, and :func:`noise_variance` is its per-pixel variance
+max(y, 0)/gain + read_sigma^2.  Training and the dot-product tests use the noiseless operator.
+The simulator's detector model (:mod:`astrorim.sim.noise`) is not reused: it is numpy, draws
+from a ``numpy.random.Generator``, works in electrons and adds sky, PRNU, CTI and cosmic rays.
 """
 
 from __future__ import annotations
@@ -69,10 +76,65 @@ def _dtype_of(params: dict) -> torch.dtype:
         else torch.float32
 
 
+def _check_noise_args(y: torch.Tensor, gain_e_per_unit, read_sigma) -> None:
+    """ValueError naming the argument for a non-float y, gain <= 0 or NaN, read_sigma < 0 or
+    non-finite.  gain = inf is allowed: infinitely many electrons per unit is no shot noise."""
+    if not isinstance(y, torch.Tensor) or not y.is_floating_point():
+        raise ValueError(f"y must be a floating-point tensor, got "
+                         f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
+    gain = torch.as_tensor(gain_e_per_unit, dtype=torch.float64)
+    if bool((torch.isnan(gain) | (gain <= 0)).any()):
+        raise ValueError(f"gain_e_per_unit must be > 0 (inf for no shot noise), got {gain_e_per_unit!r}")
+    read = torch.as_tensor(read_sigma, dtype=torch.float64)
+    if bool((~torch.isfinite(read) | (read < 0)).any()):
+        raise ValueError(f"read_sigma must be finite and >= 0, got {read_sigma!r}")
+
+
+def noise_variance(y: torch.Tensor, gain_e_per_unit, read_sigma) -> torch.Tensor:
+    """Per-pixel variance [units^2] of :func:`add_noise`: max(y, 0) / gain + read_sigma^2.
+
+    ``y`` is a noiseless model image in the operator's units (any shape, e.g. (B, npix, npix));
+    ``gain_e_per_unit`` [e- per unit] (> 0, inf = no shot noise) and ``read_sigma`` [units]
+    (>= 0) are floats or tensors broadcasting against ``y`` (e.g. (B, 1, 1) per example).
+    """
+    _check_noise_args(y, gain_e_per_unit, read_sigma)
+    gain = torch.as_tensor(gain_e_per_unit, dtype=y.dtype, device=y.device)
+    read = torch.as_tensor(read_sigma, dtype=y.dtype, device=y.device)
+    return y.clamp(min=0) / gain + read**2
+
+
+def add_noise(y: torch.Tensor, gain_e_per_unit, read_sigma, generator: torch.Generator) -> torch.Tensor:
+    """One noisy realisation [units] of the noiseless model image ``y`` [units].
+
+    Where y >= 0 the shot noise makes the value Poisson(gain y) / gain; negative pixels (a
+    sky-subtracted background) carry no shot noise.  Gaussian read noise N(0, read_sigma^2) is
+    added everywhere.  Arguments as in :func:`noise_variance`; ``generator`` must be on ``y``'s
+    device, and the draw is a deterministic function of its state.  gain = inf with
+    read_sigma = 0 returns ``y`` unchanged.  The noise is detached: gradients reach ``y`` as
+    through the identity (exact for the read noise, straight-through for the shot noise).
+    """
+    _check_noise_args(y, gain_e_per_unit, read_sigma)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator.device.type != y.device.type:
+        raise ValueError(f"generator is on {generator.device}, but y is on {y.device}")
+    with torch.no_grad(), torch.autocast(device_type=y.device.type, enabled=False):
+        gain = torch.as_tensor(gain_e_per_unit, dtype=y.dtype, device=y.device)
+        read = torch.as_tensor(read_sigma, dtype=y.dtype, device=y.device)
+        shot = torch.isfinite(gain)
+        # A stand-in gain of 1 where gain = inf keeps inf * 0 = NaN out of the Poisson rate.
+        safe_gain = torch.where(shot, gain, torch.ones_like(gain))
+        rate_e = torch.where(shot, y.detach().clamp(min=0) * safe_gain, torch.zeros_like(y))
+        shot_noise = (torch.poisson(rate_e, generator=generator) - rate_e) / safe_gain
+        read_noise = read * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    return y + (shot_noise + read_noise)
+
+
 class BoundForwardOperator:
     """F_Theta for one batch of parameters: the warp and PSF kernel are built once, reused by
     every RIM iteration.  ``linear`` = K * W x, ``forward`` = linear + background,
-    ``adjoint`` = W^T K^T r (transpose of ``linear``)."""
+    ``adjoint`` = W^T K^T r (transpose of ``linear``); ``noisy_forward`` is the opt-in noisy
+    observation of ``forward``."""
 
     def __init__(self, warp: BilinearWarp, kernel: torch.Tensor, background: torch.Tensor,
                  method: str):
@@ -97,6 +159,11 @@ class BoundForwardOperator:
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=r.device.type, enabled=False):
             return self.warp.transpose(correlate_same(r.to(self.dtype), self.kernel, self.method))
+
+    def noisy_forward(self, x: torch.Tensor, gain_e_per_unit, read_sigma,
+                      generator: torch.Generator) -> torch.Tensor:
+        """One noisy observation of F(x): :func:`add_noise` applied to ``forward(x)``."""
+        return add_noise(self.forward(x), gain_e_per_unit, read_sigma, generator)
 
 
 class ConditionalForwardOperator(nn.Module):
