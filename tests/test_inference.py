@@ -1,6 +1,8 @@
-"""Inference API and the reconstruct / model-info command line."""
+"""Inference API and the reconstruct / model-info command line (and simulate's refusals)."""
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -182,3 +184,25 @@ def test_registered_in_project_cli(capsys):
 
     assert main(["model-info"]) == 0
     assert "total" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, bad", [(["--version", "v7", "--n", "2"], "'v7'"),
+                                       (["--version", "v1", "--n", "0"], "n must be >= 1, got 0"),
+                                       (["--version", "v1", "--n", "-3"], "n must be >= 1, got -3")])
+def test_cli_simulate_refuses_bad_version_or_count(tmp_path, capsys, argv, bad):
+    from astrorim.cli import main
+
+    out = tmp_path / "shard.h5"
+    assert main(["simulate", *argv, "--seed", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "astrorim simulate: error" in err and bad in err
+    assert not list(tmp_path.iterdir())  # no shard, no partial file
+
+
+def test_cli_simulate_exit_status_from_shell(tmp_path):
+    out = tmp_path / "shard.h5"
+    proc = subprocess.run([sys.executable, "-m", "astrorim.cli", "simulate", "--version", "v7", "--n", "2",
+                           "--seed", "0", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "'v7'" in proc.stderr
+    assert not list(tmp_path.iterdir())
