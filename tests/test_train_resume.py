@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from astrorim.model.checkpoint import CheckpointError, load_model, read_checkpoint
-from astrorim.train.loop import StopFlag, TrainingInterrupted
+from astrorim.train.loop import PhaseRun, StopFlag, TrainingInterrupted
 from astrorim.train.run import train_phase
 from astrorim.train.state import ConfigMismatchError
 from astrorim.train.testing import make_tiny_dataset, tiny_config
@@ -167,3 +167,23 @@ def test_export_keeps_the_ema_weights_only(straight, tmp_path):
     with torch.no_grad():
         assert torch.equal(exported(y)["source"], reference(y)["source"])
     assert meta["phase"] == "initial" and len(meta["exported_from_sha256"]) == 64
+
+
+def test_finetune_stops_early_when_validation_does_not_improve(data, straight, tmp_path, monkeypatch):
+    # Validation MSE forced to worsen every epoch after the first: patience 2 must stop after epoch 3 of 5.
+    real_validate = PhaseRun._validate
+    calls = []
+
+    def worsening_validate(self, baselines=False):
+        val = real_validate(self, baselines)
+        if not baselines:
+            calls.append(1)
+            val["mse"] = float(len(calls))
+        return val
+
+    monkeypatch.setattr(PhaseRun, "_validate", worsening_validate)
+    config = tiny_config(data, tmp_path, finetune={"epochs": 5, "early_stopping_patience": 2})
+    summary = train_phase(config, "finetune", init_checkpoint=straight[0] / "best.pt", progress=False)
+    assert summary["stop_reason"] == "early_stopping"
+    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+    assert pd.read_csv(tmp_path / "models" / "finetune" / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
