@@ -70,7 +70,7 @@ def test_too_many_nans_refused(tmp_path):
 def test_png_refused_with_file_and_reason(tmp_path):
     p = tmp_path / "lens.png"
     plt.imsave(p, _lens_scene(), cmap="gray")
-    with pytest.raises(IngestError, match=r"lens\.png: image is a PNG, not a calibrated FITS file"):
+    with pytest.raises(IngestError, match=r"lens\.png: image is a PNG, not a calibrated FITS file.*--allow-nonlinear"):
         read_native(p, pixel_scale_arcsec=0.05)
 
 
@@ -85,7 +85,7 @@ def test_png_renamed_to_fits_is_still_refused(tmp_path):
 def test_png_allowed_only_as_illustrative(tmp_path):
     p = tmp_path / "lens.png"
     plt.imsave(p, _lens_scene(), cmap="gray")
-    with pytest.raises(IngestError, match=r"lens\.png: a PNG carries no pixel scale"):
+    with pytest.raises(IngestError, match=r"lens\.png: a PNG carries no pixel scale; pass --pixel-scale"):
         read_native(p, allow_nonlinear=True)
     native = read_native(p, allow_nonlinear=True, pixel_scale_arcsec=0.074)
     assert native.illustrative_only
@@ -96,9 +96,32 @@ def test_png_allowed_only_as_illustrative(tmp_path):
 
 def test_missing_pixel_scale_refused(tmp_path):
     p = _write(tmp_path / "noscale.fits", _lens_scene())
-    with pytest.raises(IngestError, match=r"noscale\.fits: no pixel scale in the header"):
+    with pytest.raises(IngestError, match=r"noscale\.fits: no pixel scale in the header .*--pixel-scale ARCSEC"):
         read_native(p)
-    assert read_native(p, pixel_scale_arcsec=0.05).pixel_scale.source == "given explicitly"
+    native = read_native(p, pixel_scale_arcsec=0.05)
+    assert native.pixel_scale.x_arcsec == 0.05 and native.pixel_scale.source == "--pixel-scale"
+    assert native.pixel_scale_source == "user"
+    assert any("pixel_scale_source: user" in n for n in native.notes)
+    assert read_native(p, catalogue_pixel_scale_arcsec=0.04).pixel_scale_source == "catalogue"
+    # Both given: the user's wins, but they must agree (the catalogue is a cross-check).
+    both = read_native(p, pixel_scale_arcsec=0.0502, catalogue_pixel_scale_arcsec=0.05)
+    assert both.pixel_scale.x_arcsec == 0.0502 and both.pixel_scale_source == "user"
+    with pytest.raises(IngestError, match=r"noscale\.fits: --pixel-scale 0\.05\"/pix disagrees with catalogue "
+                                          r"field pixel_scale=0\.04 by more than 1%"):
+        read_native(p, pixel_scale_arcsec=0.05, catalogue_pixel_scale_arcsec=0.04)
+    mi = cutout_for_model(native, (40.0, 40.0), 0.08, max_padded_fraction=1.0)
+    assert mi.metadata()["pixel_scale_source"] == "user"
+
+
+def test_header_scale_wins_and_disagreement_is_an_error(tmp_path):
+    p = _write(tmp_path / "scaled.fits", _lens_scene(), PIXSCALE=0.05)
+    native = read_native(p, pixel_scale_arcsec=0.0502, catalogue_pixel_scale_arcsec=0.0499)  # within 1 %
+    assert native.pixel_scale.source == "PIXSCALE" and native.pixel_scale_source == "header"
+    with pytest.raises(IngestError, match=r"scaled\.fits: header pixel scale \(PIXSCALE\) 0\.05\"/pix disagrees "
+                                          r"with --pixel-scale=0\.04 by more than 1%"):
+        read_native(p, pixel_scale_arcsec=0.04)
+    with pytest.raises(IngestError, match=r"scaled\.fits: .* disagrees with catalogue field pixel_scale=0\.06"):
+        read_native(p, catalogue_pixel_scale_arcsec=0.06)
 
 
 def test_mask_and_excluded_circle(tmp_path):

@@ -231,3 +231,111 @@ def test_png_lens_is_processed_as_illustrative_only(tmp_path):
     assert "ILLUSTRATIVE ONLY" in (tmp_path / "lens" / "lens_table.csv").read_text()
     table = build_table1([tmp_path / "lens" / "diagnostics.json"], cat, tmp_path / "t1")
     assert bool(table.iloc[0]["illustrative_only"])
+
+
+# --- command line: --allow-nonlinear, --pixel-scale, and the model-step timing ------------------------------
+
+def _ring(n=120):
+    y, x = np.mgrid[:n, :n].astype(float)
+    r = np.hypot(x - n / 2, y - n / 2)
+    return np.exp(-0.5 * ((r - 14.0) / 2.0) ** 2) + 0.6 * np.exp(-0.5 * (r / 3.0) ** 2)
+
+
+def _one_lens_catalogue(tmp_path, name, **fields):
+    import csv
+
+    cat = tmp_path / "cat.csv"
+    header = next(csv.reader([CATALOGUE.read_text().splitlines()[0]]))
+    header += [c for c in ("allow_nonlinear",) if c not in header]
+    with open(cat, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header)
+        w.writeheader()
+        w.writerow({k: "" for k in header} | {"name": name, "z_lens": "0.44", "z_source": "2.37",
+                                              "theta_e_catalogue": "0.7", "in_paper_table1": "false"} | fields)
+    return cat
+
+
+def _fits_without_scale(tmp_path):
+    from astropy.io import fits
+
+    img, noise = tmp_path / "noscale.fits", tmp_path / "noscale_noise.fits"
+    fits.PrimaryHDU(_ring().astype(np.float32)).writeto(img)  # no WCS, no PIXSCALE
+    fits.PrimaryHDU(np.full((120, 120), 0.01, dtype=np.float32)).writeto(noise)
+    return img, noise
+
+
+def _fake_run_model(model_input, checkpoint):
+    params = {"b": 0.7 / 1.92, "q": 0.95, "phi": 0.0, "x0": 0.0, "y0": 0.0, "gamma": 0.03, "gamma_phi": 0.0,
+              "kappa_s": 0.0, "r_s": float("nan")}
+    return ModelOutput(params=params, source=np.zeros((96, 96)), model_image=model_input.image.astype(float),
+                       noise_sigma=0.01, checkpoint=str(checkpoint), runtime_s=0.0123, device="cpu")
+
+
+def test_cli_fits_without_pixel_scale_needs_the_option(tmp_path, capsys, monkeypatch):
+    from astrorim.real.pipeline import main
+
+    monkeypatch.setattr("astrorim.real.model_step.run_model", _fake_run_model)
+    img, noise = _fits_without_scale(tmp_path)
+    cat = _one_lens_catalogue(tmp_path, "NOSCALE", image=str(img), noise=str(noise))
+    for argv in (["reference", "NOSCALE", str(cat), str(tmp_path / "ref")],
+                 ["lens", "NOSCALE", str(cat), "ckpt.pt", str(tmp_path / "lens")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: {img}: no pixel scale in the header" in err and "--pixel-scale ARCSEC" in err
+    assert not (tmp_path / "lens" / "diagnostics.json").exists()
+
+    assert main(["lens", "NOSCALE", str(cat), "ckpt.pt", str(tmp_path / "lens"), "--pixel-scale", "0.05"]) == 0
+    assert "pixel scale from the user" in capsys.readouterr().out
+    diag = json.loads((tmp_path / "lens" / "diagnostics.json").read_text())
+    assert diag["pixel_scale_source"] == "user" and diag["model_input"]["pixel_scale_source"] == "user"
+    assert diag["model_input"]["native_pixel_scale_arcsec"] == [0.05, 0.05]
+    assert any("pixel_scale_source: user" in n for n in diag["model_input"]["notes"])
+    assert not diag["illustrative_only"]
+    assert diag["model_runtime_s"] == pytest.approx(0.0123) and diag["model_device"] == "cpu"
+    assert '"runtime, AstroRIM model step (cpu)",0.0123,s' in (tmp_path / "lens" / "lens_table.csv").read_text()
+    with pytest.raises(SystemExit):
+        main(["lens", "NOSCALE", str(cat), "ckpt.pt", str(tmp_path / "x"), "--pixel-scale", "-0.05"])
+
+
+def test_catalogue_pixel_scale_rescues_a_header_without_one(tmp_path):
+    img, noise = _fits_without_scale(tmp_path)
+    cat = _one_lens_catalogue(tmp_path, "NOSCALE", image=str(img), noise=str(noise), pixel_scale="0.05")
+    payload = run_lens("NOSCALE", cat, "ckpt.pt", tmp_path / "lens", model_runner=_fake_run_model)
+    assert payload["pixel_scale_source"] == "catalogue"
+    # A user value that contradicts the catalogue's is refused (file and both fields named).
+    from astrorim.real.ingest import IngestError
+
+    with pytest.raises(IngestError, match=r"noscale\.fits: --pixel-scale 0\.04\"/pix disagrees with catalogue "
+                                          r"field pixel_scale=0\.05 by more than 1%"):
+        run_lens("NOSCALE", cat, "ckpt.pt", tmp_path / "lens2", model_runner=_fake_run_model,
+                 pixel_scale_arcsec=0.04)
+
+
+def test_cli_png_needs_allow_nonlinear(tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from astrorim.real.pipeline import main
+
+    monkeypatch.setattr("astrorim.real.model_step.run_model", _fake_run_model)
+    png = tmp_path / "lrg.png"
+    # With sky noise, so that the background level estimated for the illustrative run is not zero.
+    plt.imsave(png, (_ring() + np.random.default_rng(1).normal(0.0, 0.02, (120, 120)))[::-1], cmap="gray")
+    cat = _one_lens_catalogue(tmp_path, "LRG", image=str(png))  # allow_nonlinear not set in the catalogue
+    out = tmp_path / "lens"
+    assert main(["lens", "LRG", str(cat), "ckpt.pt", str(out), "--pixel-scale", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {png}: image is a PNG, not a calibrated FITS file" in err and "--allow-nonlinear" in err
+    assert main(["lens", "LRG", str(cat), "ckpt.pt", str(out), "--allow-nonlinear"]) == 2
+    assert f"{png}: a PNG carries no pixel scale; pass --pixel-scale" in capsys.readouterr().err
+    assert main(["lens", "LRG", str(cat), "ckpt.pt", str(out), "--allow-nonlinear", "--pixel-scale", "0.05"]) == 0
+    assert "ILLUSTRATIVE ONLY" in capsys.readouterr().out
+    diag = json.loads((out / "diagnostics.json").read_text())
+    assert diag["illustrative_only"] and diag["pixel_scale_source"] == "user"
+    assert "ILLUSTRATIVE ONLY" in (out / "lens_table.csv").read_text()
+
+
+def test_stand_in_without_timing_gives_null_runtime(j2205_run):
+    out, payload = j2205_run
+    on_disk = json.loads((out / "lens" / "diagnostics.json").read_text())
+    assert on_disk["model_runtime_s"] is None and on_disk["pixel_scale_source"] == "header"
+    assert payload["reference"]["runtime_s"] is None  # the fixture JSON records no runtime

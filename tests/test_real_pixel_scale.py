@@ -7,7 +7,8 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from astrorim.real.pixel_scale import PixelScaleError, pixel_scale_from_header
+from astrorim.real.pixel_scale import (MissingPixelScaleError, PixelScaleError, pixel_scale_from_header,
+                                      resolve_pixel_scale)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,3 +101,26 @@ def test_bad_cunit_refused():
     h["CUNIT1"] = "m"
     with pytest.raises(PixelScaleError, match=r"unit\.fits: header field CUNIT1='m'"):
         pixel_scale_from_header(h, "unit.fits")
+
+
+def test_resolve_header_then_user_then_catalogue():
+    h = fits.Header()
+    h["PIXSCALE"] = 0.05
+    assert resolve_pixel_scale(h, "h.fits", user_arcsec=0.0504, catalogue_arcsec=0.0498).origin == "header"
+    with pytest.raises(PixelScaleError, match=r"h\.fits: header pixel scale \(PIXSCALE\) 0\.05\"/pix disagrees "
+                                              r"with catalogue field pixel_scale=0\.0506"):
+        resolve_pixel_scale(h, "h.fits", catalogue_arcsec=0.0506)
+    empty = fits.Header()
+    with pytest.raises(MissingPixelScaleError, match=r"e\.fits: no pixel scale in the header .* pass --pixel-scale"):
+        resolve_pixel_scale(empty, "e.fits")
+    user = resolve_pixel_scale(empty, "e.fits", user_arcsec=0.04, catalogue_arcsec=0.0401)
+    assert (user.x_arcsec, user.y_arcsec, user.origin, user.source) == (0.04, 0.04, "user", "--pixel-scale")
+    cat = resolve_pixel_scale(empty, "e.fits", catalogue_arcsec=0.08)
+    assert (cat.x_arcsec, cat.origin) == (0.08, "catalogue")
+    with pytest.raises(PixelScaleError, match=r"e\.fits: --pixel-scale=-1\.0 must be a positive number"):
+        resolve_pixel_scale(empty, "e.fits", user_arcsec=-1.0)
+    # A header that contradicts itself is not rescued by a given value.
+    bad = fits.Header()
+    bad["PIXSCALE"], bad["CDELT1"], bad["CDELT2"] = 0.05, 0.04 / 3600, 0.04 / 3600
+    with pytest.raises(PixelScaleError, match="disagrees with PIXSCALE"):
+        resolve_pixel_scale(bad, "bad.fits", user_arcsec=0.05)

@@ -68,7 +68,7 @@ def test_table1_lists_every_catalogue_lens_and_paper_lens(tmp_path):
     back = pd.read_csv(tmp_path / "table1.csv")
     assert len(back) == len(table)
     tex = (tmp_path / "table1.tex").read_text()
-    assert r"\multicolumn{9}{c}{\emph{no data available offline}}" in tex
+    assert r"\multicolumn{11}{c}{\emph{no data available offline}}" in tex
     assert r"RXJ1131 (RXJ1131-1231)$^\ast$" in tex
     m = conversions.einstein_mass(1.804, 0.3, 0.66)
     assert f"${m / 1e11:.2f} \\times 10^{{11}}$" in tex
@@ -136,3 +136,47 @@ def test_catalogue_content():
     assert entries["RXJ1131-1231"].in_paper_table1
     assert np.sum([e.in_paper_table1 for e in entries.values()]) == 8
     assert entries["J1042"].exclude_circles_pix == ((59.75, 36.75, 4.375),)
+
+
+def test_runtimes_side_by_side_and_old_jsons_without_them(tmp_path):
+    new = _diag("RXJ1131-1231", 1.804, 1.900)
+    new["model_runtime_s"], new["model_device"] = 0.0421, "cuda"
+    new["reference"]["runtime_s"] = 148.3
+    old = _diag("J1537", 1.40, 1.40)  # a diagnostics.json from before the timing fields
+    ref_only = {"name": "HE0435-1223", "status": "ok", "theta_e_arcsec": 1.2, "theta_e_err_arcsec": 0.01,
+                "runtime_s": {"pso": 80.0, "mcmc": 40.0, "total": 122.4, "cpu_total": 39.0}}
+    paths = [_write(tmp_path / f"{i}.json", d) for i, d in enumerate((new, old, ref_only))]
+    table = build_table1(paths, CATALOGUE, tmp_path / "table1")
+    cols = list(table.columns)
+    assert cols.index("ref_runtime_s") == cols.index("model_runtime_s") + 1
+    by_lens = table.set_index("lens")
+    assert by_lens.loc["RXJ1131 (RXJ1131-1231)", "model_runtime_s"] == pytest.approx(0.0421)
+    assert by_lens.loc["RXJ1131 (RXJ1131-1231)", "ref_runtime_s"] == pytest.approx(148.3)
+    assert pd.isna(by_lens.loc["J1537", "model_runtime_s"]) and pd.isna(by_lens.loc["J1537", "ref_runtime_s"])
+    assert by_lens.loc["J1537", "status"] == "ok"
+    assert by_lens.loc["HE0435-1223", "ref_runtime_s"] == pytest.approx(122.4)
+    back = pd.read_csv(tmp_path / "table1.csv").set_index("lens")
+    assert back.loc["RXJ1131 (RXJ1131-1231)", "ref_runtime_s"] == pytest.approx(148.3)
+    assert pd.isna(back.loc["J1537", "model_runtime_s"])
+    tex = (tmp_path / "table1.tex").read_text()
+    assert r"$t^{\rm model}$ & $t^{\rm ref}$ \\" in tex
+    rxj_line = next(line for line in tex.splitlines() if line.startswith("RXJ1131"))
+    assert rxj_line.endswith(r"& 0.042 & 148 \\")
+    j1537_line = next(line for line in tex.splitlines() if line.startswith("J1537"))
+    assert j1537_line.endswith(r"& -- & -- \\")
+    # Every tabular row has the header's number of cells.
+    body = [line for line in tex.splitlines() if line.endswith(r"\\")]
+
+    def cells(line):
+        span = int(line.split(r"\multicolumn{")[1].split("}")[0]) if "multicolumn" in line else 1
+        return line.count("&") + span
+
+    n_cells = {cells(line) for line in body}
+    assert n_cells == {14}
+
+    rows = dict((q, (v, u)) for q, v, u in lens_table_rows(new))
+    assert rows["runtime, AstroRIM model step (cuda)"] == ("0.0421", "s")
+    assert rows["runtime, lenstronomy reference fit (wall)"] == ("148", "s")
+    old_rows = dict((q, v) for q, v, _ in lens_table_rows(old))
+    assert old_rows["runtime, AstroRIM model step"] == "--"
+    assert old_rows["runtime, lenstronomy reference fit (wall)"] == "--"

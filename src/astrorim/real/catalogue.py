@@ -6,8 +6,10 @@ Table 1 has it):
     name, paper_name, image, psf, noise, mask, psf_variance   paths relative to the repository root
     exclude_circles_pix    "row col radius; ..." circles (native pixels) to mask, e.g. a field star
     allow_nonlinear        true for a PNG/JPEG input (paper's LRG-3-757 case): processed as
-                           illustrative only, with pixel_scale as the assumed scale
-    pixel_scale            arcsec/pix, a cross-check only (ingest reads the FITS header)
+                           illustrative only, with pixel_scale as the assumed scale (the command
+                           line's --allow-nonlinear does the same for one run)
+    pixel_scale            arcsec/pix: a cross-check of the FITS header's scale (>1 % apart is an
+                           error), used only when the header has none (--pixel-scale takes precedence)
     z_lens, z_source       redshifts used here
     theta_e_catalogue      arcsec, a rough prior (samana model starting values, NOT measurements)
     theta_e_catalogue_origin

@@ -3,8 +3,9 @@
 Two products:
 
 * :func:`read_native` -> :class:`NativeImage`: the data as stored (linear flux per pixel), its noise
-  map, PSF, PSF variance map and validity mask, with the pixel scale read from the header.  The
-  classical reference fit works on this.
+  map, PSF, PSF variance map and validity mask, with the pixel scale read from the header (or, when
+  the header has none, a user-given or catalogue value; see
+  :func:`astrorim.real.pixel_scale.resolve_pixel_scale`).  The classical reference fit works on this.
 * :func:`cutout_for_model` -> :class:`ModelInput`: a 96x96 cut-out centred on the lens, rebinned
   flux-conservingly (:mod:`astrorim.real.resample`) to one of the training pixel scales, with the
   noise map propagated (variances add), the PSF rebinned to the same pixels and a single scalar
@@ -28,7 +29,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from astrorim.real.pixel_scale import PixelScale, PixelScaleError, pixel_scale_from_header
+from astrorim.real.pixel_scale import PixelScale, PixelScaleError, resolve_pixel_scale
 from astrorim.real.resample import coverage_fraction, rebin_flux, rebin_psf, rebin_variance
 
 MODEL_NPIX = 96
@@ -75,6 +76,11 @@ class NativeImage:
     def nonfinite_fraction(self) -> float:
         return self.n_nonfinite / self.data.size
 
+    @property
+    def pixel_scale_source(self) -> str:
+        """Where the pixel scale came from: ``header``, ``user`` (--pixel-scale) or ``catalogue``."""
+        return self.pixel_scale.origin
+
 
 @dataclass
 class ModelInput:
@@ -85,7 +91,8 @@ class ModelInput:
     pixels (sum 1).  ``centre_rc_native`` is the cut-out centre in native (row, column) pixels and
     ``lens_centre_arcsec`` the lens centre it was cut around, in arcsec on the cut-out grid (x along
     columns, y along rows, origin at the cut-out centre): the two differ by the snap to the native
-    pixel grid (at most half a native pixel).
+    pixel grid (at most half a native pixel).  ``native_pixel_scale_source``: ``header``, ``user`` or
+    ``catalogue`` (see :attr:`NativeImage.pixel_scale_source`).
     """
 
     image: np.ndarray
@@ -101,6 +108,7 @@ class ModelInput:
     illustrative_only: bool
     source_path: str
     notes: list[str] = field(default_factory=list)
+    native_pixel_scale_source: str = "header"
 
     @property
     def npix(self) -> int:
@@ -118,6 +126,7 @@ class ModelInput:
             "pixel_scale_arcsec": self.pixel_scale_arcsec,
             "fov_arcsec": self.fov_arcsec,
             "native_pixel_scale_arcsec": list(self.native_pixel_scale_arcsec),
+            "pixel_scale_source": self.native_pixel_scale_source,
             "centre_rc_native": list(self.centre_rc_native),
             "lens_centre_arcsec": list(self.lens_centre_arcsec),
             "flux_scale": self.flux_scale,
@@ -189,6 +198,7 @@ def read_native(
     mask_path: str | Path | None = None,
     psf_variance_path: str | Path | None = None,
     pixel_scale_arcsec: float | None = None,
+    catalogue_pixel_scale_arcsec: float | None = None,
     allow_nonlinear: bool = False,
     max_nonfinite_fraction: float = 0.05,
     negative_outlier_sigma: float | None = 10.0,
@@ -196,9 +206,13 @@ def read_native(
 ) -> NativeImage:
     """Read a lens image with its calibration products; see :class:`NativeImage`.
 
-    ``pixel_scale_arcsec`` overrides the header (required when the header has none).  PNG, JPEG
-    and other raster images are refused unless ``allow_nonlinear`` is True: their pixel values are
-    not linear in flux and they carry no scale, PSF or noise, so the result is flagged
+    Pixel scale (:func:`~astrorim.real.pixel_scale.resolve_pixel_scale`): the header's when it has
+    one, and then ``pixel_scale_arcsec`` (the user's ``--pixel-scale``) and
+    ``catalogue_pixel_scale_arcsec`` must agree with it to 1 % (a disagreement is an error, not an
+    override); without one, ``pixel_scale_arcsec``, else ``catalogue_pixel_scale_arcsec``, else an
+    error.  ``NativeImage.pixel_scale_source`` records which.  PNG, JPEG and other raster images are
+    refused unless ``allow_nonlinear`` is True (``--allow-nonlinear``): their pixel values are not
+    linear in flux and they carry no scale, PSF or noise, so the result is flagged
     ``illustrative_only``.  Non-finite pixels (image or noise map) are masked and counted; more than
     ``max_nonfinite_fraction`` of them is an error.  Pixels more negative than
     ``-negative_outlier_sigma`` x noise cannot be sky noise (cosmetic defects such as HE0435's
@@ -215,9 +229,10 @@ def read_native(
         if not allow_nonlinear:
             raise IngestError(f"{path}: image is a {kind}, not a calibrated FITS file; its pixel values need not be "
                               "linear in flux and it has no pixel scale, PSF or noise model. Refused "
-                              "(pass allow_nonlinear=True to process it as illustrative only)")
-        if pixel_scale_arcsec is None:
-            raise IngestError(f"{path}: a {kind} carries no pixel scale; pass pixel_scale_arcsec explicitly")
+                              "(pass --allow-nonlinear, or allow_nonlinear=True, to process it as illustrative only)")
+        if pixel_scale_arcsec is None and catalogue_pixel_scale_arcsec is None:
+            raise IngestError(f"{path}: a {kind} carries no pixel scale; pass --pixel-scale ARCSEC "
+                              "(pixel_scale_arcsec=) or fill the catalogue field pixel_scale")
         data = _read_nonlinear(path)
         header = fits.Header()
         illustrative = True
@@ -226,15 +241,14 @@ def read_native(
         data, header = _read_fits_2d(path, "image")
         illustrative = False
 
-    if pixel_scale_arcsec is not None:
-        if not np.isfinite(pixel_scale_arcsec) or pixel_scale_arcsec <= 0:
-            raise IngestError(f"{path}: pixel_scale_arcsec={pixel_scale_arcsec!r} must be a positive number")
-        scale = PixelScale(float(pixel_scale_arcsec), float(pixel_scale_arcsec), "given explicitly")
-    else:
-        try:
-            scale = pixel_scale_from_header(header, filename=str(path))
-        except PixelScaleError as exc:
-            raise IngestError(str(exc)) from exc
+    try:
+        scale = resolve_pixel_scale(header, str(path), user_arcsec=pixel_scale_arcsec,
+                                    catalogue_arcsec=catalogue_pixel_scale_arcsec)
+    except PixelScaleError as exc:
+        raise IngestError(str(exc)) from exc
+    if scale.origin != "header":
+        notes.append(f"pixel scale {scale.x_arcsec:g}\"/pix from {scale.source} "
+                     f"(pixel_scale_source: {scale.origin}); the header has none")
 
     finite = np.isfinite(data)
     noise = None
@@ -431,5 +445,6 @@ def cutout_for_model(native: NativeImage, centre_rc: tuple[float, float], pixel_
         illustrative_only=native.illustrative_only,
         source_path=native.path,
         notes=notes,
+        native_pixel_scale_source=native.pixel_scale_source,
     )
 

@@ -6,6 +6,7 @@ model; this function is the only place a checkpoint is read.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ class ModelOutput:
     """The model's answer for one lens: nine normalised parameters and images on the 96x96 grid.
 
     Images are in the units of ``ModelInput.image`` (flux per pixel / flux_scale); ``source`` lives
-    on a source-plane grid of the same pixel size.
+    on a source-plane grid of the same pixel size.  ``runtime_s``: wall seconds of the
+    reconstruction itself (checkpoint already loaded; NaN when not timed), on ``device``.
     """
 
     params: dict[str, float]
@@ -28,6 +30,8 @@ class ModelOutput:
     model_image: np.ndarray
     noise_sigma: float
     checkpoint: str
+    runtime_s: float = float("nan")
+    device: str | None = None
 
     def __post_init__(self):
         missing = [k for k in PARAMETER_NAMES if k not in self.params]
@@ -51,16 +55,27 @@ def background_sigma(model_input: ModelInput) -> float:
 
 def run_model(model_input: ModelInput, checkpoint: str | Path, *, n_iter: int | None = None,
               device: str | None = None) -> ModelOutput:
-    """Reconstruct the source and lens parameters of ``model_input`` with the checkpoint at ``checkpoint``."""
+    """Reconstruct the source and lens parameters of ``model_input`` with the checkpoint at ``checkpoint``.
+
+    The checkpoint is loaded first; ``ModelOutput.runtime_s`` is the wall time (``time.perf_counter``)
+    of :func:`astrorim.inference.reconstruct` alone, which returns host arrays (so GPU work is done).
+    """
+    import torch
+
     from astrorim.inference import reconstruct
+    from astrorim.model.checkpoint import load_model
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (train the model first)")
     sigma = background_sigma(model_input)
-    result = reconstruct(model_input.image, path, noise_sigma=sigma, n_iter=n_iter, device=device)
+    torch_device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, _ = load_model(path, map_location=torch_device)
+    t0 = time.perf_counter()
+    result = reconstruct(model_input.image, model, noise_sigma=sigma, n_iter=n_iter, device=torch_device)
+    runtime_s = time.perf_counter() - t0
     row = result.params.iloc[0]
     params = {k: float(row[k]) for k in PARAMETER_NAMES}
     return ModelOutput(params=params, source=np.asarray(result.source, dtype=float),
                        model_image=np.asarray(result.model_image, dtype=float), noise_sigma=sigma,
-                       checkpoint=str(path))
+                       checkpoint=str(path), runtime_s=runtime_s, device=str(torch_device))

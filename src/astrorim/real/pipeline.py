@@ -4,20 +4,28 @@
     run_lens(name, catalogue_csv, checkpoint, out_dir, reference_json) -> diagnostics.json, tables, panel
     build_table1(per_lens_jsons, catalogue_csv, out_prefix)            -> table1.csv / table1.tex
 
+Command line (both take ``--allow-nonlinear`` and ``--pixel-scale ARCSEC``, see :func:`build_parser`)::
+
+    python -m astrorim.real.pipeline reference NAME CATALOGUE OUT_DIR [--seed N]
+    python -m astrorim.real.pipeline lens NAME CATALOGUE CHECKPOINT OUT_DIR [--reference JSON] [--figure PNG]
+
 All outputs are written atomically.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
+import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from astrorim.io.atomic import atomic_path, write_text_atomic
-from astrorim.real.catalogue import get_entry
+from astrorim.real.catalogue import CatalogueError, get_entry
+from astrorim.real.ingest import IngestError
 from astrorim.real.prepare import prepare_lens
 from astrorim.real.reference_fit import ReferenceFitSettings, fit_reference
 
@@ -76,10 +84,12 @@ def _derived_lens_summary(result, settings: ReferenceFitSettings) -> dict:
 
 
 def run_reference(name: str, catalogue_csv: str | Path, out_dir: str | Path,
-                  settings: ReferenceFitSettings | None = None, make_png: bool = True) -> dict:
+                  settings: ReferenceFitSettings | None = None, make_png: bool = True, *,
+                  allow_nonlinear: bool = False, pixel_scale_arcsec: float | None = None) -> dict:
     """Classical lenstronomy fit of one lens; writes ``out_dir/reference_fit.json`` (and the check PNG).
 
     Returns the JSON payload.  A lens without data gets a JSON with status "no data available offline".
+    ``allow_nonlinear`` / ``pixel_scale_arcsec``: see :func:`astrorim.real.prepare.read_entry`.
     """
     out_dir = Path(out_dir)
     entry = get_entry(catalogue_csv, name)
@@ -87,7 +97,7 @@ def run_reference(name: str, catalogue_csv: str | Path, out_dir: str | Path,
         payload = {"name": name, "status": "no data available offline"}
         write_json_atomic(out_dir / REFERENCE_JSON, payload)
         return payload
-    prepared = prepare_lens(entry)
+    prepared = prepare_lens(entry, allow_nonlinear=allow_nonlinear, pixel_scale_arcsec=pixel_scale_arcsec)
     if prepared.search is None:
         raise ValueError(f"{entry.image}: fewer than four quasar images found for {name}; the reference fit "
                          "(SIE + shear with a lensed point source) needs a quad")
@@ -100,6 +110,7 @@ def run_reference(name: str, catalogue_csv: str | Path, out_dir: str | Path,
         "frame": "pixel frame: x along image columns, y along rows [arcsec], origin at the lens-light centre "
                  "(lens_centre_rc_native, native pixels); not north-up for rotated grids",
         "image": str(entry.image),
+        "pixel_scale_source": prepared.native.pixel_scale_source,
         "z_lens": entry.z_lens,
         "z_source": entry.z_source,
         "theta_e_catalogue_arcsec": cat,
@@ -142,6 +153,7 @@ def _reference_summary(reference_json: str | Path | None, z_lens: float, z_sourc
         raise ValueError(f"{path}: field lens_centre_rc_native={fit_centre} differs from this run's lens centre "
                          f"({centre_rc[0]:.3f}, {centre_rc[1]:.3f}); rerun the reference fit")
     from astrorim.physics import conversions
+    from astrorim.real.tables import reference_runtime_s
 
     theta = float(ref["theta_e_arcsec"])
     return {"status": "ok", "path": str(path), "theta_e_arcsec": theta,
@@ -150,20 +162,25 @@ def _reference_summary(reference_json: str | Path | None, z_lens: float, z_sourc
             "theta_e_eff_arcsec": ref.get("theta_e_eff_arcsec"), "theta_e_eff_err_arcsec": ref.get("theta_e_eff_err_arcsec"),
             "sigma_sis_kms": conversions.sis_velocity_dispersion(theta, z_lens, z_source),
             "einstein_mass_msun": conversions.einstein_mass(theta, z_lens, z_source),
-            "chi2_reduced": ref.get("chi2_reduced"), "method": ref.get("method")}
+            "chi2_reduced": ref.get("chi2_reduced"), "method": ref.get("method"),
+            "runtime_s": reference_runtime_s(ref), "runtime_cpu_s": ref.get("runtime_cpu_seconds")}
 
 
 def run_lens(name: str, catalogue_csv: str | Path, checkpoint: str | Path | None, out_dir: str | Path,
              reference_json: str | Path | None = None, *, figure_path: str | Path | None = None,
              model_runner: Callable | None = None,
-             chi2_dof_threshold: float | None = None) -> dict:
+             chi2_dof_threshold: float | None = None, allow_nonlinear: bool = False,
+             pixel_scale_arcsec: float | None = None) -> dict:
     """Run the model on one catalogue lens and write its diagnostics.
 
     Writes ``out_dir/diagnostics.json``, ``out_dir/lens_table.{csv,tex}``, ``out_dir/arrays.npz``
     (model input, model output, kappa map, chi2 map) and the diagnostic panel at ``figure_path``
     (default ``out_dir/diagnostic_panel.png``).  ``model_runner(model_input, checkpoint)`` defaults to
     :func:`astrorim.real.model_step.run_model`; it is a parameter only so that tests can stand in for
-    a trained model.  Returns the diagnostics payload (without arrays).
+    a trained model.  ``allow_nonlinear`` / ``pixel_scale_arcsec``: see
+    :func:`astrorim.real.prepare.read_entry`.  ``model_runtime_s`` in the payload is the runner's
+    ``ModelOutput.runtime_s`` (the reconstruction alone, checkpoint loading excluded; null when the
+    runner does not time it).  Returns the diagnostics payload (without arrays).
     """
     from astrorim.real import diagnostics as dg
     from astrorim.real.figures import plot_diagnostic_panel
@@ -176,7 +193,7 @@ def run_lens(name: str, catalogue_csv: str | Path, checkpoint: str | Path | None
         payload = {"name": name, "status": "no data available offline"}
         write_json_atomic(out_dir / DIAGNOSTICS_JSON, payload)
         return payload
-    prepared = prepare_lens(entry)
+    prepared = prepare_lens(entry, allow_nonlinear=allow_nonlinear, pixel_scale_arcsec=pixel_scale_arcsec)
     mi = prepared.model_input
     noise_estimated = mi.noise is None
     if noise_estimated:
@@ -207,9 +224,12 @@ def run_lens(name: str, catalogue_csv: str | Path, checkpoint: str | Path | None
         "noise_estimated_from_image": noise_estimated,
         "z_lens": zl, "z_source": zs,
         "pixel_scale_arcsec": scale,
+        "pixel_scale_source": prepared.native.pixel_scale_source,
         "fov_arcsec": mi.fov_arcsec,
         "model_input": mi.metadata(),
         "noise_sigma_given_to_model": out.noise_sigma,
+        "model_runtime_s": out.runtime_s,
+        "model_device": out.device,
         "model": {"params": dict(out.params), **quantities},
         "consistency": consistency,
         "source": dg.source_summary(out.source),
@@ -241,30 +261,93 @@ def build_table1(per_lens_jsons, catalogue_csv: str | Path, out_prefix: str | Pa
     return _build(per_lens_jsons, catalogue_csv, out_prefix)
 
 
-def main_reference(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m astrorim.real.pipeline reference NAME CATALOGUE OUT_DIR``."""
-    import argparse
+def _positive_arcsec(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pixel-scale {text!r} is not a number") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"--pixel-scale {text!r} must be a positive number of arcsec/pix")
+    return value
 
-    parser = argparse.ArgumentParser(description="classical lenstronomy reference fit of one real lens")
-    parser.add_argument("name")
-    parser.add_argument("catalogue_csv")
-    parser.add_argument("out_dir")
-    parser.add_argument("--seed", type=int, default=ReferenceFitSettings().seed)
-    args = parser.parse_args(argv)
-    payload = run_reference(args.name, args.catalogue_csv, args.out_dir, ReferenceFitSettings(seed=args.seed))
-    if payload["status"] == "ok":
-        print(f"{args.name}: theta_E = {payload['theta_e_arcsec']:.4f} +- {payload['theta_e_err_arcsec']:.4f} arcsec "
-              f"(catalogue {payload['theta_e_catalogue_arcsec']:.4f}), theta_E,eff = {payload['theta_e_eff_arcsec']:.4f} "
-              f"+- {payload['theta_e_eff_err_arcsec']:.4f}, chi2/dof = {payload['chi2_reduced']:.2f}, "
-              f"{payload['runtime_seconds']:.0f} s wall, {payload['runtime_cpu_seconds']:.0f} s CPU")
-    else:
-        print(f"{args.name}: {payload['status']}")
+
+def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-nonlinear", action="store_true",
+                        help="accept a PNG/JPEG (non-linear, uncalibrated) image; the run is flagged illustrative "
+                             "only (without this flag such images are refused)")
+    parser.add_argument("--pixel-scale", type=_positive_arcsec, metavar="ARCSEC", default=None,
+                        help="native pixel scale [arcsec/pix] for an image whose header has none (e.g. a FITS "
+                             "without WCS, or a PNG); a header scale wins and a >1%% disagreement is an error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with the subcommands ``reference`` and ``lens``."""
+    parser = argparse.ArgumentParser(prog="python -m astrorim.real.pipeline",
+                                     description="real lenses: reference fit or model run of one catalogue lens")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ref = sub.add_parser("reference", help="classical lenstronomy reference fit of one real lens")
+    ref.add_argument("name")
+    ref.add_argument("catalogue_csv")
+    ref.add_argument("out_dir")
+    ref.add_argument("--seed", type=int, default=ReferenceFitSettings().seed)
+    _add_ingest_options(ref)
+    lens = sub.add_parser("lens", help="the trained model on one real lens, with its physical diagnostics")
+    lens.add_argument("name")
+    lens.add_argument("catalogue_csv")
+    lens.add_argument("checkpoint")
+    lens.add_argument("out_dir")
+    lens.add_argument("--reference", metavar="JSON", default=None, help="reference_fit.json of the same lens")
+    lens.add_argument("--figure", metavar="PNG", default=None, help="diagnostic panel path")
+    _add_ingest_options(lens)
+    return parser
+
+
+def _print_reference(name: str, payload: dict) -> None:
+    if payload["status"] != "ok":
+        print(f"{name}: {payload['status']}")
+        return
+    print(f"{name}: theta_E = {payload['theta_e_arcsec']:.4f} +- {payload['theta_e_err_arcsec']:.4f} arcsec "
+          f"(catalogue {payload['theta_e_catalogue_arcsec']:.4f}), theta_E,eff = {payload['theta_e_eff_arcsec']:.4f} "
+          f"+- {payload['theta_e_eff_err_arcsec']:.4f}, chi2/dof = {payload['chi2_reduced']:.2f}, "
+          f"{payload['runtime_seconds']:.0f} s wall, {payload['runtime_cpu_seconds']:.0f} s CPU, "
+          f"pixel scale from the {payload['pixel_scale_source']}")
+
+
+def _print_lens(name: str, payload: dict) -> None:
+    if payload["status"] != "ok":
+        print(f"{name}: {payload['status']}")
+        return
+    runtime = payload.get("model_runtime_s")
+    runtime_text = "not timed" if runtime is None else f"{runtime:.3f} s ({payload.get('model_device')})"
+    print(f"{name}: theta_E model = {payload['model']['theta_e_arcsec']:.4f} arcsec, chi2/dof = "
+          f"{payload['consistency']['chi2_dof']:.2f}, model step {runtime_text}, "
+          f"pixel scale from the {payload['pixel_scale_source']}"
+          + (", ILLUSTRATIVE ONLY" if payload.get("illustrative_only") else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; ingest refusals (file, field and the option that helps) print as one line, exit 2."""
+    args = build_parser().parse_args(argv)
+    ingest = {"allow_nonlinear": args.allow_nonlinear, "pixel_scale_arcsec": args.pixel_scale}
+    try:
+        if args.command == "reference":
+            payload = run_reference(args.name, args.catalogue_csv, args.out_dir,
+                                    ReferenceFitSettings(seed=args.seed), **ingest)
+            _print_reference(args.name, payload)
+        else:
+            payload = run_lens(args.name, args.catalogue_csv, args.checkpoint, args.out_dir, args.reference,
+                               figure_path=args.figure, **ingest)
+            _print_lens(args.name, payload)
+    except (IngestError, CatalogueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-if __name__ == "__main__":
-    import sys
+def main_reference(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m astrorim.real.pipeline reference NAME CATALOGUE OUT_DIR`` (kept for callers)."""
+    return main(["reference", *(sys.argv[1:] if argv is None else argv)])
 
-    if len(sys.argv) > 1 and sys.argv[1] == "reference":
-        raise SystemExit(main_reference(sys.argv[2:]))
-    raise SystemExit("usage: python -m astrorim.real.pipeline reference NAME CATALOGUE OUT_DIR")
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,12 @@ Sources, in order of preference (the first present wins; every other one present
 3. ``TPA1_1 .. TPA2_2`` (lenstronomy ``transform_pix2angle``, arcsec/pix, as the samana files carry)
 4. ``PIXSCALE`` (scalar, arcsec/pix, square pixels)
 
+:func:`resolve_pixel_scale` adds the values given outside the header: a user value (command line
+``--pixel-scale``) and the catalogue's ``pixel_scale``.  The header wins when it has a scale and
+every given value must agree with it to 1 % (else an error); without one the user value is used,
+else the catalogue's (and the two must agree when both are given).  ``PixelScale.origin`` records
+which of ``header``, ``user``, ``catalogue`` supplied the scale.
+
 For a matrix M mapping pixel offsets (dx along columns, dy along rows) to sky offsets, the scale of
 pixel axis j is the length of column j, sqrt(M[0, j]^2 + M[1, j]^2): a rotated (or mirrored) grid such
 as RXJ1131's keeps its per-axis scale, which a naive read of the diagonal would get wrong (0.0207
@@ -27,8 +33,18 @@ _UNIT_TO_ARCSEC = {"deg": 3600.0, "degree": 3600.0, "degrees": 3600.0, "arcmin":
 MAX_SKEW_DEG = 1.0
 
 
+# Where a pixel scale came from (PixelScale.origin, diagnostics field pixel_scale_source).
+PIXEL_SCALE_ORIGINS = ("header", "user", "catalogue")
+# Largest relative disagreement tolerated between two sources of the pixel scale.
+PIXEL_SCALE_RTOL = 0.01
+
+
 class PixelScaleError(ValueError):
     """The pixel scale is missing, inconsistent between header keywords, or not usable."""
+
+
+class MissingPixelScaleError(PixelScaleError):
+    """The header has no pixel-scale keyword at all (a user or catalogue value can stand in)."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +53,14 @@ class PixelScale:
 
     ``x_arcsec`` is the scale along columns (FITS axis 1), ``y_arcsec`` along rows (axis 2).
     ``matrix_arcsec`` is the 2x2 pixel->sky matrix when a matrix keyword set was read, else None.
+    ``origin`` is one of :data:`PIXEL_SCALE_ORIGINS` (``source`` names the keyword or field).
     """
 
     x_arcsec: float
     y_arcsec: float
     source: str
     matrix_arcsec: tuple[tuple[float, float], tuple[float, float]] | None = None
+    origin: str = "header"
 
     @property
     def mean_arcsec(self) -> float:
@@ -133,7 +151,7 @@ def pixel_scale_from_header(header: fits.Header, filename: str = "<header>", rto
             raise PixelScaleError(f"{filename}: header field PIXSCALE={value!r} is not a positive number")
         candidates.append(PixelScale(value, value, "PIXSCALE"))
     if not candidates:
-        raise PixelScaleError(f"{filename}: no pixel scale in the header (looked for CD1_1.., CDELT1/2, "
+        raise MissingPixelScaleError(f"{filename}: no pixel scale in the header (looked for CD1_1.., CDELT1/2, "
                               "TPA1_1.., PIXSCALE); pass pixel_scale_arcsec explicitly if it is known")
     best = candidates[0]
     for other in candidates[1:]:
@@ -142,3 +160,52 @@ def pixel_scale_from_header(header: fits.Header, filename: str = "<header>", rto
                 raise PixelScaleError(f"{filename}: pixel scale along {axis} from {best.source} ({a:.6g}\"/pix) "
                                       f"disagrees with {other.source} ({b:.6g}\"/pix) by more than {rtol:.0%}")
     return best
+
+
+def _given_scales(filename: str, user_arcsec: float | None,
+                  catalogue_arcsec: float | None) -> list[tuple[str, str, float]]:
+    """(origin, label, value) of the pixel scales given outside the header, validated, user first."""
+    given = []
+    for origin, label, value in (("user", "--pixel-scale", user_arcsec),
+                                 ("catalogue", "catalogue field pixel_scale", catalogue_arcsec)):
+        if value is None:
+            continue
+        try:
+            ok = np.isfinite(float(value)) and float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise PixelScaleError(f"{filename}: {label}={value!r} must be a positive number of arcsec/pix")
+        given.append((origin, label, float(value)))
+    return given
+
+
+def resolve_pixel_scale(header: fits.Header, filename: str = "<header>", *, user_arcsec: float | None = None,
+                        catalogue_arcsec: float | None = None, rtol: float = PIXEL_SCALE_RTOL) -> PixelScale:
+    """The pixel scale of an image: header > user (``--pixel-scale``) > catalogue ``pixel_scale``.
+
+    A header scale is cross-checked: a given value differing from its mean by more than ``rtol``
+    is an error (the header is not silently overridden).  Without a header scale the first given
+    value is used (square pixels) after checking the others against it; with none at all a
+    :class:`MissingPixelScaleError` names the file and the ``--pixel-scale`` option.
+    """
+    given = _given_scales(filename, user_arcsec, catalogue_arcsec)
+    try:
+        header_scale = pixel_scale_from_header(header, filename, rtol=rtol)
+    except MissingPixelScaleError:
+        header_scale = None
+    if header_scale is None and not given:
+        raise MissingPixelScaleError(f"{filename}: no pixel scale in the header (looked for CD1_1.., CDELT1/2, "
+                                     "TPA1_1.., PIXSCALE) and none given; pass --pixel-scale ARCSEC "
+                                     "(pixel_scale_arcsec=) or fill the catalogue field pixel_scale if it is known")
+    if header_scale is not None:
+        best_value, best_label = header_scale.mean_arcsec, f"header pixel scale ({header_scale.source})"
+    else:
+        origin, best_label, best_value = given[0]
+    for _, label, value in given:
+        if abs(value - best_value) > rtol * best_value:
+            raise PixelScaleError(f"{filename}: {best_label} {best_value:.6g}\"/pix disagrees with {label}={value:g} "
+                                  f"by more than {rtol:.0%}")
+    if header_scale is not None:
+        return header_scale
+    return PixelScale(best_value, best_value, best_label, origin=origin)

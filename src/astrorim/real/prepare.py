@@ -39,31 +39,34 @@ class PreparedLens:
         return None if self.search is None else max(im.r_arcsec for im in self.search.images)
 
 
-def read_entry(entry: LensEntry, **read_kwargs) -> NativeImage:
-    """:func:`read_native` with the paths and masks of a catalogue row."""
+def read_entry(entry: LensEntry, *, allow_nonlinear: bool = False, pixel_scale_arcsec: float | None = None,
+               **read_kwargs) -> NativeImage:
+    """:func:`read_native` with the paths, masks and pixel scale of a catalogue row.
+
+    ``allow_nonlinear`` (command line ``--allow-nonlinear``) admits a PNG/JPEG input as the
+    catalogue column ``allow_nonlinear`` does.  ``pixel_scale_arcsec`` (``--pixel-scale``) and the
+    catalogue's ``pixel_scale`` stand in for a header without a scale (user first) and are checked
+    against the header when it has one: a disagreement above 1 % is an error.
+    """
     if not entry.has_data:
         raise LensNotAvailable(f"{entry.name}: no data available offline ({entry.note or 'no image in the catalogue'})")
-    if entry.allow_nonlinear:
-        # A raster image has no header: the catalogue's pixel scale is the (assumed) scale.
-        read_kwargs = {"allow_nonlinear": True, "pixel_scale_arcsec": entry.pixel_scale_arcsec, **read_kwargs}
-    native = read_native(entry.image, psf_path=entry.psf, noise_path=entry.noise, mask_path=entry.mask,
-                         psf_variance_path=entry.psf_variance,
-                         exclude_circles_pix=list(entry.exclude_circles_pix) or None, **read_kwargs)
-    if entry.pixel_scale_arcsec is not None and not entry.allow_nonlinear:
-        header_scale = native.pixel_scale.mean_arcsec
-        if abs(header_scale - entry.pixel_scale_arcsec) > 0.01 * entry.pixel_scale_arcsec:
-            raise ValueError(f"{entry.image}: header pixel scale {header_scale:.5f}\"/pix disagrees with the catalogue "
-                             f"field pixel_scale={entry.pixel_scale_arcsec} for {entry.name} by more than 1%")
-    return native
+    return read_native(entry.image, psf_path=entry.psf, noise_path=entry.noise, mask_path=entry.mask,
+                       psf_variance_path=entry.psf_variance,
+                       exclude_circles_pix=list(entry.exclude_circles_pix) or None,
+                       allow_nonlinear=entry.allow_nonlinear or allow_nonlinear,
+                       pixel_scale_arcsec=pixel_scale_arcsec, catalogue_pixel_scale_arcsec=entry.pixel_scale_arcsec,
+                       **read_kwargs)
 
 
-def prepare_lens(entry: LensEntry, *, fov_factor: float = 2.5, max_padded_fraction: float = 0.5) -> PreparedLens:
+def prepare_lens(entry: LensEntry, *, fov_factor: float = 2.5, max_padded_fraction: float = 0.5,
+                 allow_nonlinear: bool = False, pixel_scale_arcsec: float | None = None) -> PreparedLens:
     """Read, centre, find images, choose the training pixel scale and cut out the 96x96 model input.
 
     A lens without four point images (a ring, an illustrative input) gets ``search=None`` and a
-    field sized from theta_E alone; only the reference fit needs the images.
+    field sized from theta_E alone; only the reference fit needs the images.  ``allow_nonlinear``
+    and ``pixel_scale_arcsec`` are passed to :func:`read_entry`.
     """
-    native = read_entry(entry)
+    native = read_entry(entry, allow_nonlinear=allow_nonlinear, pixel_scale_arcsec=pixel_scale_arcsec)
     theta_e = entry.theta_e_catalogue_arcsec
     centre = find_lens_centre(native, CENTRE_SEARCH_FRACTION * theta_e)
     try:

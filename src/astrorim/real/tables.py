@@ -6,6 +6,11 @@ sigma_ref and M_E,ref are derived from theta_E,ref with the same conversions as 
 (SIS-equivalent sigma, M_E = pi Sigma_crit theta_E^2, flat LambdaCDM H0 = 70, Om0 = 0.3).  The
 catalogue starting values and the paper's own Table 1 numbers are extra columns, never the reference.
 Lenses of the paper's Table 1 without data here are listed with "no data available offline".
+
+Seconds per lens, side by side: ``model_runtime_s`` (the AstroRIM reconstruction alone, checkpoint
+loading excluded; diagnostics.json field ``model_runtime_s``) and ``ref_runtime_s`` (wall time of the
+lenstronomy PSO + MCMC fit, reference_fit.json ``runtime_s.total``).  JSONs written before these
+fields existed give empty cells.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ TABLE1_COLUMNS = [
     "sigma_model_kms", "sigma_ref_kms", "abs_pct_diff_sigma",
     "mass_e_model_msun", "mass_e_ref_msun", "abs_pct_diff_mass_e",
     "theta_e_eff_model_arcsec", "theta_e_eff_ref_arcsec", "abs_pct_diff_theta_e_eff",
+    "model_runtime_s", "ref_runtime_s",
     "chi2_dof_model", "flag_high_chi2", "illustrative_only",
     "theta_e_catalogue_arcsec", "paper_theta_e_ref_arcsec", "paper_z_lens", "paper_z_source",
     "in_paper_table1", "status",
@@ -52,6 +58,28 @@ def _read_payload(path: str | Path) -> dict:
     return payload
 
 
+def _finite_or_none(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def reference_runtime_s(ref: dict) -> float | None:
+    """Wall seconds of the lenstronomy reference fit, or None where the JSON does not record it.
+
+    Reads ``runtime_s`` as reference_fit.json writes it (a dict with ``total``) or as the
+    diagnostics' reference summary does (a number), else ``runtime_seconds``.
+    """
+    runtime = ref.get("runtime_s")
+    if isinstance(runtime, dict):
+        runtime = runtime.get("total")
+    if runtime is None:
+        runtime = ref.get("runtime_seconds")
+    return _finite_or_none(runtime)
+
+
 def _err(ref: dict) -> float | None:
     """The reference uncertainty: scaled by sqrt(chi2/dof) where the fit records that, else the raw MCMC one."""
     scaled = ref.get("theta_e_err_scaled_arcsec")
@@ -69,10 +97,13 @@ def _values(payload: dict) -> dict:
                 "theta_e_eff_model_arcsec": model.get("theta_e_effective_arcsec"),
                 "theta_e_eff_ref_arcsec": ref.get("theta_e_eff_arcsec"),
                 "chi2_dof_model": cons.get("chi2_dof"), "flag_high_chi2": cons.get("flag_high_chi2"),
-                "illustrative_only": payload.get("illustrative_only")}
+                "illustrative_only": payload.get("illustrative_only"),
+                "model_runtime_s": _finite_or_none(payload.get("model_runtime_s")),
+                "ref_runtime_s": reference_runtime_s(ref)}
     if payload.get("status") == "ok" and "theta_e_arcsec" in payload:  # reference_fit.json alone
         return {"theta_e_ref_arcsec": payload["theta_e_arcsec"], "theta_e_ref_err_arcsec": _err(payload),
-                "theta_e_eff_ref_arcsec": payload.get("theta_e_eff_arcsec")}
+                "theta_e_eff_ref_arcsec": payload.get("theta_e_eff_arcsec"),
+                "ref_runtime_s": reference_runtime_s(payload)}
     return {}
 
 
@@ -130,6 +161,13 @@ def _tex_num(value, fmt: str = "{:.3f}") -> str:
     return fmt.format(value)
 
 
+def _tex_seconds(value) -> str:
+    """Seconds: whole seconds from 10 s up, two significant digits below (GPU model steps take ms)."""
+    if value is None or pd.isna(value):
+        return "--"
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def _tex_sci(value) -> str:
     if value is None or pd.isna(value):
         return "--"
@@ -144,22 +182,23 @@ def _tex_escape(text: str) -> str:
 
 def table1_latex(table: pd.DataFrame) -> str:
     """The paper's Table 1 layout; lenses without data span the numeric columns with a note."""
-    lines = [r"\begin{tabular}{lrrrrrrrrrrr}", r"\hline",
+    lines = [r"\begin{tabular}{lrrrrrrrrrrrrr}", r"\hline",
              r"Lens & $z_l$ & $z_s$ & $\theta_E^{\rm model}$ & $\theta_E^{\rm ref}$ & $|\%\Delta\theta_E|$ & "
              r"$\sigma^{\rm model}$ & $\sigma^{\rm ref}$ & $|\%\Delta\sigma|$ & $M_E^{\rm model}$ & $M_E^{\rm ref}$ & "
-             r"$|\%\Delta M_E|$ \\",
-             r" & & & [arcsec] & [arcsec] & & [km/s] & [km/s] & & [$M_\odot$] & [$M_\odot$] & \\", r"\hline"]
+             r"$|\%\Delta M_E|$ & $t^{\rm model}$ & $t^{\rm ref}$ \\",
+             r" & & & [arcsec] & [arcsec] & & [km/s] & [km/s] & & [$M_\odot$] & [$M_\odot$] & & [s] & [s] \\",
+             r"\hline"]
     for _, r in table.iterrows():
         name = _tex_escape(r["lens"])
         if r["status"] == NO_DATA:
             lines.append(f"{name} & {_tex_num(r['z_lens'])} & {_tex_num(r['z_source'])} & "
-                         rf"\multicolumn{{9}}{{c}}{{\emph{{{NO_DATA}}}}} \\")
+                         rf"\multicolumn{{11}}{{c}}{{\emph{{{NO_DATA}}}}} \\")
             continue
         if str(r["lens"]).startswith("Mean abs."):
             lines.append(r"\hline")
             lines.append(f"{name} & & & & & {_tex_num(r['abs_pct_diff_theta_e'], '{:.1f}')} & & & "
                          f"{_tex_num(r['abs_pct_diff_sigma'], '{:.1f}')} & & & "
-                         rf"{_tex_num(r['abs_pct_diff_mass_e'], '{:.1f}')} \\")
+                         rf"{_tex_num(r['abs_pct_diff_mass_e'], '{:.1f}')} & & \\")
             continue
         high = r["flag_high_chi2"]
         flag = r"$^\ast$" if high is not None and not pd.isna(high) and bool(high) else ""
@@ -171,9 +210,12 @@ def table1_latex(table: pd.DataFrame) -> str:
             f"{ref} & {_tex_num(r['abs_pct_diff_theta_e'], '{:.1f}')} & {_tex_num(r['sigma_model_kms'], '{:.1f}')} & "
             f"{_tex_num(r['sigma_ref_kms'], '{:.1f}')} & {_tex_num(r['abs_pct_diff_sigma'], '{:.1f}')} & "
             f"{_tex_sci(r['mass_e_model_msun'])} & {_tex_sci(r['mass_e_ref_msun'])} & "
-            rf"{_tex_num(r['abs_pct_diff_mass_e'], '{:.1f}')} \\")
+            f"{_tex_num(r['abs_pct_diff_mass_e'], '{:.1f}')} & {_tex_seconds(r['model_runtime_s'])} & "
+            rf"{_tex_seconds(r['ref_runtime_s'])} \\")
     lines += [r"\hline", r"\end{tabular}", "",
               "% ref = our lenstronomy SIE+shear fit; sigma and M_E from theta_E with flat LCDM (H0=70, Om0=0.3).",
+              "% t: wall seconds per lens -- model: AstroRIM reconstruction (checkpoint loaded beforehand); "
+              "ref: lenstronomy PSO + MCMC.",
               r"% $^\ast$: model chi2/dof above the forward-consistency threshold.", ""]
     return "\n".join(lines)
 
@@ -226,6 +268,10 @@ def lens_table_rows(diag: dict) -> list[tuple[str, str, str]]:
     if ref.get("theta_e_arcsec") is not None:
         rows.append(("theta_E (lenstronomy reference)", f"{ref['theta_e_arcsec']:.3f} +- {ref['theta_e_err_arcsec']:.3f}",
                      "arcsec"))
+    model_s, ref_s = _finite_or_none(diag.get("model_runtime_s")), reference_runtime_s(ref)
+    device = f" ({diag['model_device']})" if diag.get("model_device") else ""
+    rows += [(f"runtime, AstroRIM model step{device}", "--" if model_s is None else f"{model_s:.3g}", "s"),
+             ("runtime, lenstronomy reference fit (wall)", "--" if ref_s is None else f"{ref_s:.3g}", "s")]
     if diag.get("illustrative_only"):
         rows.append(("status", "ILLUSTRATIVE ONLY (non-linear / uncalibrated input)", ""))
     return rows
