@@ -83,3 +83,22 @@ def test_missing_and_foreign_files(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(ShardError, match="not an astrorim shard"):
         read_shard(foreign)
+
+
+def test_shards_written_before_per_subhalo_columns_still_read(tmp_path):
+    """Truth tables gained subhalo_{k}_* and second_e1/e2 columns; older shards lack them and still read."""
+    old = make_batch()
+    old.truth["n_subhalos"] = [0, 2, 1]
+    old.truth["subhalo_theta_E_sum"] = [0.0, 0.02, 0.01]
+    new = make_batch(seed=1)
+    new.truth["n_subhalos"] = [1, 0, 0]
+    new.truth["subhalo_theta_E_sum"] = [0.01, 0.0, 0.0]
+    new.truth["subhalo_0_theta_E"] = [0.01, np.nan, np.nan]
+    new.truth["subhalo_0_center_x"] = [0.5, np.nan, np.nan]
+    new.truth["subhalo_0_center_y"] = [-0.5, np.nan, np.nan]
+    a = read_shard(write_shard(tmp_path / "old.h5", old, META)).truth
+    b = read_shard(write_shard(tmp_path / "new.h5", new, META)).truth
+    assert "subhalo_0_theta_E" not in a.columns and list(a.n_subhalos) == [0, 2, 1]
+    np.testing.assert_array_equal(b.subhalo_0_center_x, new.truth.subhalo_0_center_x)
+    both = pd.concat([a, b], ignore_index=True)
+    assert both.subhalo_0_theta_E.isna().sum() == 5

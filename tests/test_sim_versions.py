@@ -10,7 +10,10 @@ from scipy.signal import fftconvolve
 
 from astrorim.params import ENCODER_BOUNDS, PARAMETER_NAMES, lenstronomy_kwargs_to_normalised
 from astrorim.sim import VERSIONS, get_settings, simulate
+from astrorim.io.shards import read_shard, write_shard
+from astrorim.sim import core as sim_core
 from astrorim.sim.core import run_settings
+from astrorim.sim.lenses import lens_model_from_truth, subhalo_columns
 from astrorim.sim.grids import arcsec_to_index, bilinear_sample, make_grid
 
 REQUIRED_COLUMNS = [
@@ -20,8 +23,8 @@ REQUIRED_COLUMNS = [
     "second_theta_E", "second_center_x", "second_center_y", "psf_family", "psf_fwhm", "psf_beta",
     "psf_ellipticity", "exposure_time", "read_noise", "sky", "zero_point", "mag_source", "mag_lens", "prnu",
     "cosmic_rays", "correlated_noise", "cti", "vignetting", "sky_gradient", "sky_residual", "near_caustic",
-    "n_image_attempts", "psf_mismatch", "gain", "noise_sigma",
-] + [f"norm_{p}" for p in PARAMETER_NAMES]
+    "n_image_attempts", "psf_mismatch", "gain", "noise_sigma", "second_e1", "second_e2",
+] + [f"norm_{p}" for p in PARAMETER_NAMES] + [c for k in range(12) for c in subhalo_columns(k)]
 
 N_PER_VERSION = 10
 
@@ -140,14 +143,92 @@ def test_v5_is_mostly_single_imaged_by_an_independent_solver_run():
             names.append("NFW")
             kw.append({"Rs": row.nfw_Rs, "alpha_Rs": row.nfw_alpha_Rs, "center_x": row.nfw_center_x,
                        "center_y": row.nfw_center_y})
-        if row.n_subhalos:
-            continue  # positions of subhalos are not in the table; their effect is tiny
+        full_names, full_kw = lens_model_from_truth(row)  # adds the subhalos (v5 has no second lens)
+        assert full_names[:len(names)] == names and full_kw[:len(kw)] == kw
+        names, kw = full_names, full_kw
         solver = LensEquationSolver(LensModel(names))
         xs, _ = solver.image_position_from_source(row.source_x, row.source_y, kw, min_distance=0.01,
                                                   search_window=5.0, precision_limit=1e-10)
         single += len(xs) <= 1
-    assert single >= 0.8 * (b.truth.n_subhalos == 0).sum()
+    assert single >= 0.8 * len(b.truth)
     assert (b.truth.n_images <= 1).mean() >= 0.8
+
+
+def test_subhalo_columns_are_nan_padded_and_summarise(batches):
+    cols = [subhalo_columns(k) for k in range(get_settings("v3").subhalo_max_count)]
+    for version in VERSIONS:
+        t = batches[version].truth
+        assert all(c in t.columns for group in cols for c in group)
+        for _, row in t.iterrows():
+            n = int(row.n_subhalos)
+            theta = np.array([row[c[0]] for c in cols])
+            assert np.isfinite(theta[:n]).all() and np.isnan(theta[n:]).all()
+            for group in cols[n:]:
+                assert all(np.isnan(row[c]) for c in group)
+            assert row.subhalo_theta_E_sum == pytest.approx(theta[:n].sum(), abs=0.0)
+            assert theta[:n] == pytest.approx(theta[:n].clip(0.003, 0.02))
+            assert np.isnan(row.second_e1) != bool(row.has_second_lens)
+    assert batches["v3"].truth.n_subhalos.sum() > 0
+
+
+@pytest.mark.parametrize("version, overrides", [
+    ("v4", dict(subhalo_prob=1.0, subhalo_mean_count=3.0, nfw_prob=1.0, second_lens_prob=1.0)),
+    ("v5", dict(subhalo_prob=1.0, subhalo_mean_count=2.0)),  # rejection sampling: the last draw is kept
+])
+def test_truth_row_rebuilds_the_deflection_the_simulator_used(tmp_path, monkeypatch, version, overrides):
+    """lenstronomy kwargs rebuilt from a shard's truth row give the simulator's ray-shooting deflection."""
+    used = []
+    original = sim_core._draw_lens_and_position
+
+    def spy(rng, ctx, grid, src, shift):
+        out = original(rng, ctx, grid, src, shift)
+        used.append((grid, out[0], out[3]))  # grid, LensSystem, supersampled (alpha_x, alpha_y)
+        return out
+
+    monkeypatch.setattr(sim_core, "_draw_lens_and_position", spy)
+    s = replace(get_settings(version), **overrides)
+    batch = run_settings(s, version, 3, 11, phase="initial", split="train", start_index=0, npix=96, progress=False)
+    path = write_shard(tmp_path / "s.h5", batch, {"version": version, "phase": "initial", "split": "train",
+                                                  "seed": 11, "start_index": 0})
+    truth = read_shard(path).truth
+    assert len(used) == len(truth) and (truth.n_subhalos > 0).any()
+    for (grid, lens, (ax_used, ay_used)), (_, row) in zip(used, truth.iterrows()):
+        names, kw = lens_model_from_truth(row)
+        assert names == lens.model_list()
+        assert names.count("SIS") == row.n_subhalos == len(lens.subhalos)
+        for got, want in zip(kw, lens.kwargs_list()):
+            assert got.keys() == want.keys()
+            assert [got[k] for k in got] == pytest.approx([want[k] for k in got], rel=1e-12, abs=1e-15)
+        ax, ay = LensModel(names).alpha(grid.x_ss.ravel(), grid.y_ss.ravel(), kw)
+        np.testing.assert_allclose(ax.reshape(ax_used.shape), ax_used, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ay.reshape(ay_used.shape), ay_used, rtol=1e-10, atol=1e-12)
+        if row.n_subhalos:  # the subhalos matter: leaving them out changes the deflection
+            main = [i for i, n in enumerate(names) if n != "SIS"]
+            ax0, _ = LensModel([names[i] for i in main]).alpha(grid.x_ss.ravel(), grid.y_ss.ravel(),
+                                                              [kw[i] for i in main])
+            assert np.abs(ax0 - ax).max() > 1e-3
+
+
+def test_subhalo_count_is_capped_by_the_settings():
+    s = replace(get_settings("v3"), subhalo_prob=1.0, subhalo_mean_count=20.0, subhalo_max_count=2)
+    t = run_settings(s, "v3", 3, 0, phase="initial", split="train", start_index=0, npix=32, progress=False).truth
+    assert (t.n_subhalos == 2).all()
+    assert [c for c in t.columns if c.startswith("subhalo_") and c != "subhalo_theta_E_sum"] == \
+        [c for k in range(2) for c in subhalo_columns(k)]
+    with pytest.raises(ValueError, match="subhalo_max_count"):
+        replace(s, subhalo_max_count=-1)
+
+
+def test_lens_model_from_truth_rejects_rows_from_older_shards():
+    row = {"theta_E": 1.0, "e1": 0.0, "e2": 0.0, "center_x": 0.0, "center_y": 0.0, "gamma1": 0.0,
+           "gamma2": 0.0, "has_nfw": False, "n_subhalos": 0, "has_second_lens": False}
+    names, _ = lens_model_from_truth(row)
+    assert names == ["SIE", "SHEAR"]
+    with pytest.raises(ValueError, match="subhalo_0_theta_E"):
+        lens_model_from_truth(row | {"n_subhalos": 1})
+    with pytest.raises(ValueError, match="second_e1"):
+        lens_model_from_truth(row | {"has_second_lens": True, "second_theta_E": 0.5, "second_center_x": 1.0,
+                                     "second_center_y": 0.0})
 
 
 def _detector_forward(batch, i, sign=1.0, shift_pix=0.0):

@@ -22,7 +22,7 @@ from .convolve import fft_convolve_same
 from .cosmology import DistanceTable, distance_table
 from .grids import Grid, arcsec_to_index, bilinear_sample, block_mean, make_grid
 from .keys import example_rng, phase_code, split_code, version_number
-from .lenses import LensSystem, caustic_points, count_images, deflection, sample_lens
+from .lenses import LensSystem, caustic_points, count_images, deflection, sample_lens, subhalo_truth_columns
 from .noise import DetectorParams, apply_detector, sample_detector
 from .photometry import adu_to_mag, mag_to_adu, sample_source_mag
 from .psf import PsfParams, mismatched_psf, psf_kernels, sample_psf
@@ -263,8 +263,10 @@ def _truth_row(s, grid: Grid, lens: LensSystem, src: SourceGalaxy, centre, near,
         "nfw_center_x": nfw.center_x if nfw else nan, "nfw_center_y": nfw.center_y if nfw else nan,
         "n_subhalos": len(lens.subhalos),
         "subhalo_theta_E_sum": float(sum(t for t, _, _ in lens.subhalos)),
+        **subhalo_truth_columns(lens.subhalos, s.subhalo_max_count),
         "has_second_lens": second is not None,
         "second_theta_E": second["theta_E"] if second else nan,
+        "second_e1": second["e1"] if second else nan, "second_e2": second["e2"] if second else nan,
         "second_center_x": second["center_x"] if second else nan,
         "second_center_y": second["center_y"] if second else nan,
         "mag_second_lens": mag_second,

@@ -13,6 +13,10 @@ sigma_v recomputed so that the truth stays self-consistent.
 Group halo: M200 [Msun, 200 x critical density at z_l] log-uniform and concentration c uniform,
 converted with lenstronomy's ``LensCosmo.nfw_physical2angle(M, c)`` into Rs and alpha_Rs [arcsec],
 redrawn until Rs lies in the paper's 10-30" window.
+
+Subhalos: with probability ``subhalo_prob`` a Poisson(``subhalo_mean_count``) number of SIS, capped at
+``subhalo_max_count``, each recorded in the truth table (``subhalo_truth_columns``);
+``lens_model_from_truth`` rebuilds the lenstronomy model of an example from its truth row.
 """
 
 from __future__ import annotations
@@ -167,7 +171,7 @@ def sample_lens(rng: np.random.Generator, s: VersionSettings, dist: DistanceTabl
         nfw = _sample_nfw(rng, s, dist, z_l, z_s, cx, cy)
     subhalos: tuple = ()
     if rng.uniform() < s.subhalo_prob:
-        n_sub = int(rng.poisson(s.subhalo_mean_count))
+        n_sub = min(int(rng.poisson(s.subhalo_mean_count)), s.subhalo_max_count)  # cap: see settings
         subs = []
         for _ in range(n_sub):
             dx, dy = _uniform_annulus(rng, s.subhalo_annulus_theta_e[0] * theta_e, s.subhalo_annulus_theta_e[1] * theta_e)
@@ -183,6 +187,60 @@ def sample_lens(rng: np.random.Generator, s: VersionSettings, dist: DistanceTabl
                   "center_x": cx + sep * np.cos(ang), "center_y": cy + sep * np.sin(ang)}
     return LensSystem(z_l, z_s, sigma_v, theta_e, q, phi, e1, e2, cx, cy, g1, g2, extreme, capped,
                       nfw, subhalos, second)
+
+
+SUBHALO_FIELDS = ("theta_E", "center_x", "center_y")  # SIS keyword arguments [arcsec]
+
+
+def subhalo_columns(k: int) -> tuple[str, ...]:
+    """Truth-table columns of subhalo ``k`` (0-based): subhalo_{k}_theta_E, _center_x, _center_y."""
+    return tuple(f"subhalo_{k}_{f}" for f in SUBHALO_FIELDS)
+
+
+def subhalo_truth_columns(subhalos, max_count: int) -> dict:
+    """Truth columns subhalo_{k}_theta_E / _center_x / _center_y [arcsec] for k < ``max_count``, NaN-padded."""
+    if len(subhalos) > max_count:
+        raise ValueError(f"{len(subhalos)} subhalos exceed the {max_count} truth columns")
+    nan = float("nan")
+    row = {}
+    for k in range(max_count):
+        values = subhalos[k] if k < len(subhalos) else (nan,) * len(SUBHALO_FIELDS)
+        row.update({c: float(v) for c, v in zip(subhalo_columns(k), values)})
+    return row
+
+
+def lens_model_from_truth(row) -> tuple[list[str], list[dict]]:
+    """lenstronomy (model list, kwargs list) of the lens an example was simulated with, from its truth row.
+
+    ``row`` is a mapping or a pandas Series (one row of ``read_shard(path).truth``); the order is the
+    simulator's (SIE, SHEAR, NFW, SIS..., second SIE).  Raises ValueError for a row written before the
+    per-subhalo / second-lens ellipticity columns existed when it needs them.
+    """
+    names = ["SIE", "SHEAR"]
+    kw = [{"theta_E": float(row["theta_E"]), "e1": float(row["e1"]), "e2": float(row["e2"]),
+           "center_x": float(row["center_x"]), "center_y": float(row["center_y"])},
+          {"gamma1": float(row["gamma1"]), "gamma2": float(row["gamma2"]), "ra_0": 0.0, "dec_0": 0.0}]
+    if bool(row["has_nfw"]):
+        names.append("NFW")
+        kw.append({"Rs": float(row["nfw_Rs"]), "alpha_Rs": float(row["nfw_alpha_Rs"]),
+                   "center_x": float(row["nfw_center_x"]), "center_y": float(row["nfw_center_y"])})
+    n_sub = int(row["n_subhalos"])
+    for k in range(n_sub):
+        cols = subhalo_columns(k)
+        if any(c not in row for c in cols):
+            raise ValueError(f"truth row has {n_sub} subhalos but no column {cols[0]} "
+                             "(written before per-subhalo columns were recorded)")
+        names.append("SIS")
+        kw.append({f: float(row[c]) for f, c in zip(SUBHALO_FIELDS, cols)})
+    if bool(row["has_second_lens"]):
+        if "second_e1" not in row or "second_e2" not in row:
+            raise ValueError("truth row has a second lens but no second_e1/second_e2 "
+                             "(written before they were recorded)")
+        names.append("SIE")
+        kw.append({"theta_E": float(row["second_theta_E"]), "e1": float(row["second_e1"]),
+                   "e2": float(row["second_e2"]), "center_x": float(row["second_center_x"]),
+                   "center_y": float(row["second_center_y"])})
+    return names, kw
 
 
 def deflection(lens: LensSystem, model: LensModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
