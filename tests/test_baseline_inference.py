@@ -90,6 +90,7 @@ def test_nuts_runs_from_a_constrained_point_and_is_deterministic(mock):
     for name in a.samples:
         np.testing.assert_array_equal(a.samples[name], b.samples[name])
     assert 0 < a.gradients_per_sample <= 2 ** 2 + 1
+    assert 0 < a.diagnostics["mean_accept_prob"] <= 1  # read while sampling: Pyro zeroes it afterwards
     for name, spec in PRIORS.items():
         if spec.low is not None:
             assert spec.low <= a.samples[name].min() and a.samples[name].max() <= spec.high

@@ -95,6 +95,9 @@ def run_nuts(model: LensingModel, obs: torch.Tensor, init: dict[str, np.ndarray]
         now, cpu = time.perf_counter(), time.process_time()
         marks.setdefault(stage, [now, model.forward.n_calls, cpu])
         marks[f"{stage}_end"] = [now, model.forward.n_calls, cpu]
+        if stage == "Sample":
+            # Pyro resets the kernel's running mean when the run ends: read it while sampling
+            marks["mean_accept_prob"] = float(getattr(kernel_, "_mean_accept_prob", float("nan")))
 
     mcmc = MCMC(kernel, num_samples=config.samples, warmup_steps=config.warmup, initial_params=initial,
                 hook_fn=hook, disable_progbar=not progress)
@@ -116,8 +119,8 @@ def run_nuts(model: LensingModel, obs: torch.Tensor, init: dict[str, np.ndarray]
     except Exception as exc:  # diagnostics need >= 2 samples per split half; report instead of failing
         diag["error"] = repr(exc)
     diag["step_size"] = float(kernel.step_size)
-    # running mean of the per-iteration acceptance statistic (what Pyro's progress bar shows as "acc. prob")
-    diag["mean_accept_prob"] = float(getattr(kernel, "_mean_accept_prob", float("nan")))
+    # running mean over the samples of the per-iteration acceptance statistic (the progress bar's "acc. prob")
+    diag["mean_accept_prob"] = marks.get("mean_accept_prob", float("nan"))
     return NutsResult(samples, warmup_s=samp_start[0] - t0, sampling_s=t1 - samp_start[0],
                       gradients_warmup=samp_start[1] - calls0, gradients_sampling=calls1 - samp_start[1],
                       cpu_warmup_s=samp_start[2] - c0, cpu_sampling_s=c1 - samp_start[2], diagnostics=diag)
