@@ -111,7 +111,7 @@ def figure_map(rows: Sequence[dict], system: str, source_origin: str):
             if r == 0:
                 ax.set_title(titles[c], fontsize=8)
         axes[r, 0].set_ylabel(f"{row['label']}: sigma={row['sigma']:g}\nS/N={row['snr']:.0f}  [arcsec]", fontsize=8)
-    fig.suptitle(f"MAP fits of mock {system} (source {_origin_label(source_origin)})", fontsize=9)
+    fig.suptitle(f"MAP fits of mock {system}, source {_origin_label(source_origin)}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -122,7 +122,7 @@ def figure_posteriors(sample_sets: Sequence[dict[str, np.ndarray]], set_labels: 
     names = ("r_ein", "slope", "phi")
     labels = (r"$r_{\rm Ein}$ [arcsec]", r"$\gamma$ (slope)", r"$\phi$ [rad]")
     return corner_plot(sample_sets, names, labels, set_labels, truth,
-                       title=f"NUTS posteriors, mock {system} (source {_origin_label(source_origin)})")
+                       title=f"NUTS posteriors, mock {system}, source {_origin_label(source_origin)}")
 
 
 def figure_training(history: dict):
