@@ -1,5 +1,5 @@
 # The paper-003 baseline (VAE source prior + EPL lens in Pyro; MAP and NUTS), driven by config["baseline"].
-#   snakemake --cores 2 --configfile config/quick.yaml baseline_all      # the miniature version (< 4 min)
+#   snakemake --cores 2 baseline_all --configfile config/quick.yaml      # the miniature version (< 4 min)
 # Outputs under {RESULTS}/baseline/, the VAE data file under {DATA}/baseline/.  Needs common.smk.
 from astrorim.plan import shard_plan  # noqa: E402
 

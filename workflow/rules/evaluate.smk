@@ -1,7 +1,7 @@
 # Held-out evaluation (paper §3.5, §4.2, Table 2, Figure 7): the finetuned EMA checkpoint and three classical
 # baselines on the test shards, Table 2 and its comparison with the paper, parameter recovery, figures.
 # Needs common.smk (DATA, RESULTS, LOGS, BENCH) and the finetune rule's output (train.smk).
-#   snakemake --configfile config/quick.yaml evaluate        # quick: <= 2 min on 2 CPUs once the model exists
+#   snakemake evaluate --configfile config/quick.yaml        # quick: <= 2 min on 2 CPUs once the model exists
 # The model evaluated is config `evaluation.checkpoint` when set (e.g. a small model committed under models/),
 # else the finetuned best checkpoint.  The rule refuses a checkpoint whose recorded training/validation streams
 # overlap the test shards (docs/evaluation.md).

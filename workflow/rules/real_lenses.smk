@@ -1,6 +1,6 @@
 # Real lenses (paper §4.1, Appendix B–C, Tables 1, 3–5, Figs 4–6): for each catalogue lens with data, a
 # classical lenstronomy reference fit and the trained model's diagnostics; then Table 1 over all of them.
-#   snakemake --configfile config/quick.yaml table1
+#   snakemake table1 --configfile config/quick.yaml
 # The model is config `real_lenses.checkpoint` when set (e.g. the committed models/cpu-small/model.pt), else the
 # run's finetuned best checkpoint.
 REAL = f"{RESULTS}/real_lenses"

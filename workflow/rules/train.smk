@@ -1,6 +1,6 @@
 # Training (paper §3.3): joint initial training on the initial phase's shards, then finetuning from its best
 # checkpoint on the finetune phase's shards, and the training-curves figure.  Needs common.smk.
-#   snakemake --configfile config/quick.yaml train_all            # both phases + figure (quick: < 6 min, 2 CPUs)
+#   snakemake train_all --configfile config/quick.yaml            # both phases + figure (quick: < 6 min, 2 CPUs)
 #
 # Interruption: every epoch (and every training.checkpoint_every_s seconds mid-epoch) the run writes
 # {MODELS}/<phase>/resume/last.pt, an undeclared path that Snakemake never deletes.  When a job is killed,
