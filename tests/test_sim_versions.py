@@ -220,8 +220,9 @@ def test_subhalo_count_is_capped_by_the_settings():
 
 
 def test_lens_model_from_truth_rejects_rows_from_older_shards():
-    row = {"theta_E": 1.0, "e1": 0.0, "e2": 0.0, "center_x": 0.0, "center_y": 0.0, "gamma1": 0.0,
-           "gamma2": 0.0, "has_nfw": False, "n_subhalos": 0, "has_second_lens": False}
+    row = {"z_lens": 0.5, "z_source": 2.0, "sigma_v": 250.0, "theta_E": 1.0, "q": 1.0, "phi": 0.0, "e1": 0.0,
+           "e2": 0.0, "center_x": 0.0, "center_y": 0.0, "gamma1": 0.0, "gamma2": 0.0, "has_nfw": False,
+           "n_subhalos": 0, "has_second_lens": False}
     names, _ = lens_model_from_truth(row)
     assert names == ["SIE", "SHEAR"]
     with pytest.raises(ValueError, match="subhalo_0_theta_E"):

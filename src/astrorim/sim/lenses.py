@@ -16,7 +16,7 @@ redrawn until Rs lies in the paper's 10-30" window.
 
 Subhalos: with probability ``subhalo_prob`` a Poisson(``subhalo_mean_count``) number of SIS, capped at
 ``subhalo_max_count``, each recorded in the truth table (``subhalo_truth_columns``);
-``lens_model_from_truth`` rebuilds the lenstronomy model of an example from its truth row.
+``lens_system_from_truth`` rebuilds an example's lens from its truth row.
 """
 
 from __future__ import annotations
@@ -209,38 +209,43 @@ def subhalo_truth_columns(subhalos, max_count: int) -> dict:
     return row
 
 
-def lens_model_from_truth(row) -> tuple[list[str], list[dict]]:
-    """lenstronomy (model list, kwargs list) of the lens an example was simulated with, from its truth row.
+def lens_system_from_truth(row) -> LensSystem:
+    """The :class:`LensSystem` an example was simulated with, rebuilt from its truth row.
 
-    ``row`` is a mapping or a pandas Series (one row of ``read_shard(path).truth``); the order is the
-    simulator's (SIE, SHEAR, NFW, SIS..., second SIE).  Raises ValueError for a row written before the
-    per-subhalo / second-lens ellipticity columns existed when it needs them.
+    ``row`` is a mapping or a pandas Series (one row of ``read_shard(path).truth``).  Raises ValueError
+    for a row written before the per-subhalo / second-lens ellipticity columns existed when it needs them.
     """
-    names = ["SIE", "SHEAR"]
-    kw = [{"theta_E": float(row["theta_E"]), "e1": float(row["e1"]), "e2": float(row["e2"]),
-           "center_x": float(row["center_x"]), "center_y": float(row["center_y"])},
-          {"gamma1": float(row["gamma1"]), "gamma2": float(row["gamma2"]), "ra_0": 0.0, "dec_0": 0.0}]
+    nfw = None
     if bool(row["has_nfw"]):
-        names.append("NFW")
-        kw.append({"Rs": float(row["nfw_Rs"]), "alpha_Rs": float(row["nfw_alpha_Rs"]),
-                   "center_x": float(row["nfw_center_x"]), "center_y": float(row["nfw_center_y"])})
+        nfw = NfwHalo(float(row["nfw_M200"]), float(row["nfw_concentration"]), float(row["nfw_Rs"]),
+                      float(row["nfw_alpha_Rs"]), float(row["nfw_center_x"]), float(row["nfw_center_y"]))
     n_sub = int(row["n_subhalos"])
+    subhalos = []
     for k in range(n_sub):
         cols = subhalo_columns(k)
         if any(c not in row for c in cols):
             raise ValueError(f"truth row has {n_sub} subhalos but no column {cols[0]} "
                              "(written before per-subhalo columns were recorded)")
-        names.append("SIS")
-        kw.append({f: float(row[c]) for f, c in zip(SUBHALO_FIELDS, cols)})
+        subhalos.append(tuple(float(row[c]) for c in cols))
+    second = None
     if bool(row["has_second_lens"]):
         if "second_e1" not in row or "second_e2" not in row:
             raise ValueError("truth row has a second lens but no second_e1/second_e2 "
                              "(written before they were recorded)")
-        names.append("SIE")
-        kw.append({"theta_E": float(row["second_theta_E"]), "e1": float(row["second_e1"]),
-                   "e2": float(row["second_e2"]), "center_x": float(row["second_center_x"]),
-                   "center_y": float(row["second_center_y"])})
-    return names, kw
+        second = {"theta_E": float(row["second_theta_E"]), "e1": float(row["second_e1"]),
+                  "e2": float(row["second_e2"]), "center_x": float(row["second_center_x"]),
+                  "center_y": float(row["second_center_y"])}
+    return LensSystem(float(row["z_lens"]), float(row["z_source"]), float(row["sigma_v"]), float(row["theta_E"]),
+                      float(row["q"]), float(row["phi"]), float(row["e1"]), float(row["e2"]),
+                      float(row["center_x"]), float(row["center_y"]), float(row["gamma1"]), float(row["gamma2"]),
+                      nfw=nfw, subhalos=tuple(subhalos), second=second)
+
+
+def lens_model_from_truth(row) -> tuple[list[str], list[dict]]:
+    """lenstronomy (model list, kwargs list) of the lens an example was simulated with, from its truth row
+    (:func:`lens_system_from_truth`; the order is the simulator's)."""
+    system = lens_system_from_truth(row)
+    return system.model_list(), system.kwargs_list()
 
 
 def deflection(lens: LensSystem, model: LensModel, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
