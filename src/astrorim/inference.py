@@ -45,7 +45,8 @@ class ReconstructionResult:
     params: pd.DataFrame
 
 
-def _default_device() -> torch.device:
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU: the device ``reconstruct`` uses unless told otherwise."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -75,7 +76,7 @@ def reconstruct(observed: np.ndarray, checkpoint: str | os.PathLike | AstroRIM, 
     model's).
     """
     arr, single = _as_batch(observed)
-    device = torch.device(device) if device is not None else _default_device()
+    device = torch.device(device) if device is not None else default_device()
     if isinstance(checkpoint, AstroRIM):
         model = checkpoint.to(device)
     else:

@@ -62,14 +62,14 @@ def run_model(model_input: ModelInput, checkpoint: str | Path, *, n_iter: int | 
     """
     import torch
 
-    from astrorim.inference import reconstruct
+    from astrorim.inference import default_device, reconstruct
     from astrorim.model.checkpoint import load_model
 
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (train the model first)")
     sigma = background_sigma(model_input)
-    torch_device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = torch.device(device) if device is not None else default_device()
     model, _ = load_model(path, map_location=torch_device)
     t0 = time.perf_counter()
     result = reconstruct(model_input.image, model, noise_sigma=sigma, n_iter=n_iter, device=torch_device)

@@ -344,10 +344,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def main_reference(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m astrorim.real.pipeline reference NAME CATALOGUE OUT_DIR`` (kept for callers)."""
-    return main(["reference", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
     raise SystemExit(main())
