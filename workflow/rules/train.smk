@@ -7,7 +7,7 @@
 # Snakemake deletes the job's declared outputs on the rerun (profiles/default sets rerun-incomplete: true),
 # the rerun finds resume/last.pt and continues from there.  A SIGTERM/SIGINT (SLURM time limit, Ctrl-C)
 # writes a checkpoint first; SIGKILL loses at most the work since the last checkpoint.  docs/training.md.
-from astrorim.train.run import rule_outputs, rule_params  # noqa: E402
+from astrorim.train.rules import rule_outputs, rule_params  # noqa: E402
 
 MODELS = f"{RESULTS}/models"
 

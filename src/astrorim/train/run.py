@@ -24,6 +24,7 @@ from astrorim.model.checkpoint import CheckpointError, read_checkpoint
 from astrorim.train.config import TrainingConfig, hashed_training_config
 from astrorim.train.data import ShardDataset, shards_from_manifest
 from astrorim.train.loop import PhaseRun, StopFlag, TrainingInterrupted, install_signal_handlers
+from astrorim.train.rules import RULE_OUTPUTS
 
 log = logging.getLogger("astrorim.train")
 
@@ -101,23 +102,6 @@ def configure_logging(stream=None) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-
-
-RULE_OUTPUTS = {"best": "best.pt", "last": "last.pt", "metrics": "metrics.csv", "summary": "summary.json"}
-# Training keys that do not change the result: not rule params (nor part of the checkpoint's config hash).
-NOT_RULE_PARAMS = ("num_workers", "torch_threads", "checkpoint_every_s", "checkpoint_every_batches")
-
-
-def rule_outputs(models_dir: str, phase: str) -> dict[str, str]:
-    """Named outputs of the train/finetune rule: {models_dir}/{phase}/best.pt, last.pt, metrics.csv, summary.json."""
-    return {key: f"{models_dir}/{phase}/{name}" for key, name in RULE_OUTPUTS.items()}
-
-
-def rule_params(config: dict) -> dict:
-    """The validated training section with defaults filled in, minus operational keys (Snakemake params:
-    a change reruns the training rules; an invalid section fails when the DAG is built, naming the key)."""
-    settings = TrainingConfig.from_dict(config.get("training")).to_dict()
-    return {k: v for k, v in settings.items() if k not in NOT_RULE_PARAMS}
 
 
 def run_snakemake_job(smk, phase: str) -> dict:
