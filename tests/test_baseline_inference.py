@@ -102,3 +102,18 @@ def test_unconstrained_init_rejects_values_outside_the_support(mock):
     init["q"] = np.array([1.5])
     with pytest.raises(ValueError, match="outside its support"):
         unconstrained_init(model, obs, init)
+
+
+def test_late_gain_reads_the_best_starts_history():
+    """The gain over the last tenth is the best start's final log posterior minus its last record at or before
+    90 % of the steps; it is NaN when nothing was recorded that early."""
+    from astrorim.baseline.map_fit import MapResult
+
+    history = [[0.0, 5.0], [10.0, 50.0], [11.0, 80.0], [12.0, 95.0]]
+    res = MapResult({}, np.array([12.0, 95.0]), best=1, steps=100, wall_s=1.0, history_steps=[0, 50, 90, 100],
+                    history_log_joint=history)
+    assert res.late_gain(0.1) == pytest.approx(15.0)
+    assert res.late_gain(0.5) == pytest.approx(45.0)
+    late_only = MapResult({}, np.array([1.0]), best=0, steps=100, wall_s=1.0, history_steps=[95, 100],
+                          history_log_joint=[[0.0], [1.0]])
+    assert np.isnan(late_only.late_gain(0.1))

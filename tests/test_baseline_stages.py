@@ -61,6 +61,7 @@ def test_all_steps_write_their_outputs(toy, toy_run):
     assert table["snr"].is_monotonic_increasing
     for info in toy_run["map_info"].values():
         assert info["steps"] == 3 and len(info["log_joint"]) == 2
+        assert np.isfinite(info["log_joint_gain_last_tenth"])
     assert all(info["samples"] == 3 for info in toy_run["nuts_info"].values())
     maps, post = pd.read_csv(d / "map.csv"), pd.read_csv(d / "post.csv")
     assert len(maps) == 3 * 12 and set(post["noise"]) == set(NOISES) and len(post) == 3 * 12

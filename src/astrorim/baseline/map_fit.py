@@ -70,6 +70,18 @@ class MapResult:
     def best_white(self) -> np.ndarray:
         return np.asarray(self.values[LATENT_SITE][self.best])
 
+    def late_gain(self, fraction: float = 0.1) -> float:
+        """Nats the best start gained over the last ``fraction`` of the steps (from the recorded history).
+
+        A converged fit gains ~0; a gain of many nats says the fit needs more steps (or a larger learning
+        rate): Adam creeps along the lens/source degeneracies long after theta_E has settled.  NaN without a
+        record before that point."""
+        cut = self.steps * (1.0 - fraction)
+        earlier = [i for i, step in enumerate(self.history_steps) if step <= cut]
+        if not earlier or not self.history_log_joint:
+            return float("nan")
+        return float(self.history_log_joint[-1][self.best] - self.history_log_joint[earlier[-1]][self.best])
+
 
 def initial_values(model: LensingModel, n_starts: int, jitter: float, seed: int) -> dict[str, torch.Tensor]:
     """Constrained starting values for every latent site, (n_starts,) or (n_starts, d)."""

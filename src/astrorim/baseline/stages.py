@@ -153,7 +153,8 @@ def map_stage(settings: BaselineSettings, vae_path: PathLike, mock_path: PathLik
     best = result.best_params()
     info = {"noise": noise, "sigma_noise": sigma, "steps": result.steps, "n_starts": settings.map.n_starts,
             "wall_s": result.wall_s, "seconds_per_step": result.wall_s / result.steps, "best_start": result.best,
-            "log_joint": result.log_joint.tolist(), "best": best, "truth": mock["truth"],
+            "log_joint": result.log_joint.tolist(), "log_joint_gain_last_tenth": result.late_gain(0.1),
+            "best": best, "truth": mock["truth"],
             "rel_error_pct": {p: 100 * (best[p] - mock["truth"][p]) / abs(mock["truth"][p])
                               for p in SCALAR_PARAMS if mock["truth"][p] != 0}}
     io.save_json(json_out, info)
