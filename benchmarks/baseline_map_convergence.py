@@ -1,0 +1,121 @@
+"""Does the paper-003 MAP fit converge?  One workflow mock, one start, several (steps, learning rate) schedules.
+
+    python benchmarks/baseline_map_convergence.py --config config/cpu_small.yaml --system system1 --noise high
+
+Reads the mock and the trained VAE the workflow wrote under the configuration's results_dir (run
+``snakemake baseline_mocks baseline_train_vae --configfile CONFIG`` first).  Each schedule ``STEPS:LR`` runs one
+MAP start from the prior centre (start 0 of the workflow's multi-start fit); ``--truth-start STEPS:LR`` also runs
+one from the truth, with the VAE latent set to the encoder's mean of the true source.  That start is not a
+fit (it knows the answer): it shows whether the fits from the prior centre stop short of a better optimum, and
+how far the best optimum the model reaches lies from the truth (the bias that the VAE's imperfect source model
+leaves).  For each run: the log posterior log p(obs, Theta) [nats], the nats gained over the last tenth of
+the steps, wall and CPU seconds, and the relative errors of the lens parameters.
+
+Writes ``--out`` (default results/benchmarks/baseline_map_convergence.json) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when imported from elsewhere
+
+from astrorim.baseline.io import load_vae, save_json  # noqa: E402
+from astrorim.baseline.latent_prior import encode_means  # noqa: E402
+from astrorim.baseline.map_fit import run_map  # noqa: E402
+from astrorim.baseline.priors import LATENT_SITE, SCALAR_PARAMS  # noqa: E402
+from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
+from astrorim.baseline.settings import parse_settings  # noqa: E402
+from astrorim.baseline.stages import load_mock  # noqa: E402
+
+from _machine import cpu_model  # noqa: E402
+
+REPORTED = ("r_ein", "slope", "q", "phi", "gamma1", "gamma2")
+
+
+def schedule(text: str) -> tuple[int, float]:
+    try:
+        steps, lr = text.split(":")
+        return int(steps), float(lr)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"schedule must be STEPS:LR (e.g. 3000:0.05), got {text!r}") from err
+
+
+def run_one(model, obs, map_config, steps, lr, init, truth, start_name) -> dict:
+    config = dataclasses.replace(map_config, n_starts=1, steps=steps, lr=lr)
+    result = run_map(model, obs, config, init=init, progress=True)
+    best = result.best_params()
+    row = {"start": start_name, "steps": steps, "lr": lr, "log_joint": float(result.log_joint[0]),
+           "log_joint_gain_last_tenth": result.late_gain(0.1), "wall_s": result.wall_s, "cpu_s": result.cpu_s,
+           "rel_error_pct": {k: 100 * (best[k] - truth[k]) / abs(truth[k]) for k in REPORTED}}
+    print(f"{start_name} start, {steps} steps, lr {lr}: log p {row['log_joint']:.1f} (last tenth "
+          f"+{row['log_joint_gain_last_tenth']:.1f}), {result.wall_s:.0f} s; errors [%] "
+          + ", ".join(f"{k} {v:+.2f}" for k, v in row["rel_error_pct"].items()), flush=True)
+    return row
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config/cpu_small.yaml")
+    parser.add_argument("--system", default="system1")
+    parser.add_argument("--noise", default="high", choices=("low", "med", "high"))
+    parser.add_argument("--schedule", type=schedule, action="append", default=None,
+                        help="STEPS:LR of a run from the prior centre (repeatable; default 1500:0.02 6000:0.02 "
+                             "3000:0.05)")
+    parser.add_argument("--truth-start", type=schedule, default=(1500, 0.02),
+                        help="STEPS:LR of the run from the truth")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="results/benchmarks/baseline_map_convergence.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config_path = Path(args.config)
+    if not config_path.is_file():
+        parser.error(f"--config {config_path}: no such file")
+    config = yaml.safe_load(config_path.read_text())
+    settings = parse_settings(config)
+    baseline_dir = Path(config["results_dir"]) / "baseline"
+    mock_path, vae_path = baseline_dir / "mocks" / f"{args.system}.npz", baseline_dir / "vae" / "vae.pt"
+    for path in (mock_path, vae_path):
+        if not path.is_file():
+            parser.error(f"{path} is missing: run `snakemake --cores 2 baseline_mocks baseline_train_vae "
+                         f"--configfile {config_path}` first")
+    mock = load_mock(mock_path)
+    j = settings.noise_index(args.noise)
+    sigma = float(mock["noise_levels"][j])
+    obs = torch.as_tensor(mock["observations"][j])
+    vae, prior, _ = load_vae(vae_path)
+    model = LensingModel(settings.forward(vae.decoder), prior, sigma)
+    truth = mock["truth"]
+
+    latent = encode_means(vae, mock["source"][None])
+    truth_init = {k: torch.tensor([truth[k]], dtype=torch.float32) for k in SCALAR_PARAMS}
+    truth_init[LATENT_SITE] = prior.white_from_latent(latent).float()
+    log_joint_truth = float(log_joint(model, obs, {**truth_init, "z": latent})[0])
+    print(f"log p at the truth (encoded source): {log_joint_truth:.1f}")
+
+    runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre")
+            for steps, lr in (args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)])]
+    runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth"))
+    result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "load_average_end": os.getloadavg()},
+              "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
+              "vae": str(vae_path), "vae_width": vae.config.width,
+              "log_joint_at_truth_encoded_source": log_joint_truth, "runs": runs, "created_unix": time.time()}
+    save_json(args.out, result)
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
