@@ -72,6 +72,24 @@ def test_training_increases_the_elbo_on_a_tiny_set():
     assert hist.train_elbo[-1] > hist.train_elbo[0] + 0.1 * abs(hist.train_elbo[0])
     assert max(hist.val_elbo) > hist.val_elbo[0]
     assert not vae.training
+    assert hist.learning_rate == pytest.approx([3e-3] * 6)
+
+
+def test_learning_rate_anneals_on_a_cosine_to_the_final_factor():
+    train, val = blobs(16, seed=1), blobs(4, seed=2)
+    lr, factor, epochs = 3e-3, 0.1, 5
+    _, hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05),
+                        TrainConfig(lr=lr, lr_final_factor=factor, batch_size=8, max_epochs=epochs, patience=epochs,
+                                    seed=0), progress=False)
+    floor = lr * factor
+    expected = [floor + (lr - floor) * (1 + np.cos(np.pi * e / epochs)) / 2 for e in range(epochs)]
+    assert hist.learning_rate == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("factor", [0.0, -0.5, 1.5])
+def test_a_final_learning_rate_factor_outside_zero_one_is_rejected(factor):
+    with pytest.raises(ValueError, match="lr_final_factor"):
+        TrainConfig(lr=1e-3, lr_final_factor=factor)
 
 
 def test_latent_prior_is_the_encoded_means_gaussian_with_covariance_times_nine():

@@ -21,6 +21,10 @@ def test_settings_parse_and_reject_unknown_keys(quick_config):
     assert s.noise_levels == (0.333, 0.1, 0.0333)
     assert s.grid.npix == 256 and s.grid.pixel_scale == pytest.approx(10 / 256)
     assert s.noise_index("high") == 2
+    assert s.train.lr_final_factor == 1.0  # unset: the paper's constant rate
+    annealed = copy.deepcopy(quick_config)
+    annealed["baseline"]["vae"]["lr_final_factor"] = 0.05
+    assert parse_settings(annealed).train.lr_final_factor == 0.05
     bad = copy.deepcopy(quick_config)
     bad["baseline"]["map"]["stpes"] = 3
     with pytest.raises(KeyError, match="stpes"):

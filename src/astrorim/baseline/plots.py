@@ -126,12 +126,20 @@ def figure_posteriors(sample_sets: Sequence[dict[str, np.ndarray]], set_labels: 
 
 
 def figure_training(history: dict):
-    """ELBO per epoch (train minibatch mean and validation), the early-stopping epoch marked."""
+    """ELBO per epoch (train minibatch mean and validation), the early-stopping epoch marked; the y axis
+    starts at the lowest value after the first tenth of the epochs, so that the first epochs' ELBO (often
+    four times the plateau's size, and negative) does not flatten the part that matters."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ep = np.arange(1, len(history["train_elbo"]) + 1)
-    ax.plot(ep, history["train_elbo"], label="train")
-    ax.plot(ep, history["val_elbo"], label="validation")
+    train, val = np.asarray(history["train_elbo"]), np.asarray(history["val_elbo"])
+    ep = np.arange(1, len(train) + 1)
+    ax.plot(ep, train, label="train")
+    ax.plot(ep, val, label="validation")
     ax.axvline(history["best_epoch"] + 1, color="k", ls=":", label="kept")
+    late = np.concatenate([train[len(train) // 10:], val[len(val) // 10:]])
+    late = late[np.isfinite(late)]
+    if len(train) >= 10 and late.size:
+        top = max(np.nanmax(train), np.nanmax(val))
+        ax.set_ylim(late.min() - 0.05 * (top - late.min()), top + 0.05 * (top - late.min()))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean ELBO [nats / image]")
     ax.legend(fontsize=8)
