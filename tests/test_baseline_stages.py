@@ -158,3 +158,54 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     assert np.isfinite(report["log_joint_at_truth_encoded_source"])
     truth_run, centre_run = report["runs"][-1], report["runs"][0]
     assert abs(truth_run["rel_error_pct"]["r_ein"]) < abs(centre_run["rel_error_pct"]["r_ein"])
+
+
+def _load_benchmark(repo_root, name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, repo_root / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("angle_deg,ratio", [(0.0, 0.5), (30.0, 0.7), (-60.0, 0.4), (89.0, 0.8)])
+def test_light_moments_recover_an_elliptical_gaussians_orientation_and_axis_ratio(repo_root, angle_deg, ratio):
+    fidelity = _load_benchmark(repo_root, "baseline_source_prior_fidelity")
+    c = np.arange(64) - 31.5
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    t = np.radians(angle_deg)
+    u, v = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    image = np.exp(-0.5 * ((u / 8.0) ** 2 + (v / (8.0 * ratio)) ** 2))
+    got_angle, got_ratio = fidelity.light_moments(image)
+    assert fidelity.wrapped_angle_deg(got_angle - angle_deg) == pytest.approx(0.0, abs=0.05)
+    assert got_ratio == pytest.approx(ratio, rel=2e-3)
+    assert fidelity.wrapped_angle_deg(179.0) == pytest.approx(-1.0)
+
+
+def test_source_prior_fidelity_benchmark_measures_each_vae_and_mock(toy, toy_run, tmp_path, repo_root):
+    """benchmarks/baseline_source_prior_fidelity.py on the toy VAE and mock: the best decoder fit starts at the
+    encoder mean, so it ends no worse than it; the high-S/N MAP errors are read from the map folder."""
+    import json
+    import shutil
+
+    settings, d = toy
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"),
+                                      "baseline": {"systems": {"system2": {}}}}))
+    (tmp_path / "results/baseline/mocks").mkdir(parents=True)
+    shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
+    (tmp_path / "map").mkdir()
+    shutil.copy(d / "m_system2_high.json", tmp_path / "map/system2_high.json")
+    fidelity = _load_benchmark(repo_root, "baseline_source_prior_fidelity")
+    out = tmp_path / "fidelity.json"
+    fidelity.main(["--config", str(config), "--vae", f"toy={d / 'vae.pt'}", "--map-dir", f"toy={tmp_path / 'map'}",
+                   "--steps", "40", "--threads", "1", "--out", str(out)])
+    row = json.loads(out.read_text())["vaes"]["toy"]["systems"]["system2"]
+    assert 0 < row["rms_best"] <= row["rms_encoded"] + 1e-6
+    assert -90 < row["orientation_error_deg"] <= 90
+    expected = toy_run["map_info"][("system2", "high")]["rel_error_pct"]
+    assert row["map_high_snr_rel_error_pct"]["phi"] == pytest.approx(expected["phi"])
+    with pytest.raises(SystemExit):
+        fidelity.main(["--config", str(config), "--vae", f"toy={d / 'vae.pt'}", "--map-dir", "other=x",
+                       "--out", str(out)])
