@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from astrorim.baseline.latent_prior import LatentPrior, encode_means, fit_latent_prior
-from astrorim.baseline.train_vae import TrainConfig, train_vae
+from astrorim.baseline.train_vae import TrainConfig, random_dihedral, train_vae
 from astrorim.baseline.vae import VAE, Decoder, Encoder, VAEConfig, elbo, gaussian_kl_to_standard
 
 
@@ -115,3 +115,33 @@ def test_encode_means_runs_in_eval_mode_and_restores_training_flag():
     vae.train()
     mu = encode_means(vae, blobs(5))
     assert mu.shape == (5, 64) and vae.training
+
+
+def _dihedral_images(image: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.rot90(im, k, dims=(-2, -1)) for im in (image, image.flip(-1)) for k in range(4)]
+
+
+def test_dihedral_augmentation_shows_each_image_in_one_of_its_eight_symmetries():
+    images = torch.as_tensor(blobs(64, seed=3))
+    images[:, :20, :9] += 1.0  # an asymmetric mark, so that all 8 transforms differ
+    out = random_dihedral(images.clone(), torch.Generator().manual_seed(0))
+    seen = set()
+    for original, shown in zip(images, out):
+        matches = [i for i, t in enumerate(_dihedral_images(original)) if torch.equal(t, shown)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == set(range(8))
+    again = random_dihedral(images.clone(), torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_training_with_dihedral_augmentation_is_deterministic_and_validated():
+    train, val = blobs(16, seed=1), blobs(4, seed=2)
+    config = TrainConfig(lr=3e-3, augment="dihedral", batch_size=8, max_epochs=2, patience=2, seed=0)
+    runs = [train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1] for _ in range(2)]
+    assert runs[0].train_elbo == runs[1].train_elbo
+    plain = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05),
+                      TrainConfig(lr=3e-3, batch_size=8, max_epochs=2, patience=2, seed=0), progress=False)[1]
+    assert plain.train_elbo != runs[0].train_elbo
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="rotate")

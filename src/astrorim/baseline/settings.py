@@ -77,9 +77,9 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
     seed = int(b.get("seed", 0))
     d = _take(dict(b.get("vae_data", {})), {"sim_versions", "max_sim_per_split", "hdf", "hdf_val_fraction",
                                             "hdf_test_fraction"}, "baseline.vae_data")
-    v = _take(dict(b.get("vae", {})), {"width", "latent_dim", "decoder_sigma", "lr", "lr_final_factor", "beta1", "beta2",
-                                       "batch_size", "max_epochs", "patience", "particles", "prior_cov_factor"},
-              "baseline.vae")
+    v = _take(dict(b.get("vae", {})), {"width", "latent_dim", "decoder_sigma", "lr", "lr_final_factor", "augment",
+                                       "beta1", "beta2", "batch_size", "max_epochs", "patience", "particles",
+                                       "prior_cov_factor"}, "baseline.vae")
     lens = _take(dict(b.get("lens", {})), {"npix", "fov_arcsec", "psf_sigma_arcsec", "stamp_width_per_scale"},
                  "baseline.lens")
     m = _take(dict(b.get("map", {})), {"steps", "n_starts", "lr", "lr_final_factor", "init_jitter",
@@ -104,7 +104,7 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
         vae=VAEConfig(latent_dim=int(v.get("latent_dim", 64)), width=int(v.get("width", 64)),
                       decoder_sigma=float(v.get("decoder_sigma", 0.02))),
         train=TrainConfig(lr=float(v.get("lr", 1e-6)), lr_final_factor=float(v.get("lr_final_factor", 1.0)),
-                          betas=(float(v.get("beta1", 0.5)), float(v.get("beta2", 0.999))),
+                          augment=str(v.get("augment", "none")), betas=(float(v.get("beta1", 0.5)), float(v.get("beta2", 0.999))),
                           batch_size=int(v.get("batch_size", 32)), max_epochs=int(v.get("max_epochs", 450)),
                           patience=int(v.get("patience", 10)), particles=int(v.get("particles", 1)), seed=seed),
         prior_cov_factor=float(v.get("prior_cov_factor", 9.0)),

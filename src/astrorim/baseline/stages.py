@@ -62,7 +62,8 @@ def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: 
     from astrorim.baseline.train_vae import mean_elbo
 
     info = {"history": history.to_dict(), "counts": ds.counts(), "vae": settings.vae.to_dict(),
-            "train": {"lr": settings.train.lr, "lr_final_factor": settings.train.lr_final_factor, "betas": list(settings.train.betas),
+            "train": {"lr": settings.train.lr, "lr_final_factor": settings.train.lr_final_factor,
+                      "augment": settings.train.augment, "betas": list(settings.train.betas),
                       "batch_size": settings.train.batch_size, "max_epochs": settings.train.max_epochs,
                       "patience": settings.train.patience, "seed": settings.train.seed},
             "test_elbo": mean_elbo(vae, torch.as_tensor(test), seed=settings.seed),
