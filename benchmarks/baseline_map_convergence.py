@@ -55,14 +55,16 @@ def schedule(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"schedule must be STEPS:LR (e.g. 3000:0.05), got {text!r}") from err
 
 
-def run_one(model, obs, map_config, steps, lr, init, truth, start_name) -> dict:
-    config = dataclasses.replace(map_config, n_starts=1, steps=steps, lr=lr)
+def run_one(model, obs, map_config, steps, lr, init, truth, start_name, polish=0) -> dict:
+    config = dataclasses.replace(map_config, n_starts=1, steps=steps, lr=lr, polish_iterations=polish)
     result = run_map(model, obs, config, init=init, progress=True)
     best = result.best_params()
-    row = {"start": start_name, "steps": steps, "lr": lr, "log_joint": float(result.log_joint[0]),
+    row = {"start": start_name, "steps": steps, "lr": lr, "polish_iterations": polish,
+           "log_joint": float(result.log_joint[0]),
+           "log_joint_polish_gain": None if result.polish_gain is None else float(result.polish_gain[0]),
            "log_joint_gain_last_tenth": result.late_gain(0.1), "wall_s": result.wall_s, "cpu_s": result.cpu_s,
            "rel_error_pct": {k: 100 * (best[k] - truth[k]) / abs(truth[k]) for k in REPORTED}}
-    print(f"{start_name} start, {steps} steps, lr {lr}: log p {row['log_joint']:.1f} (last tenth "
+    print(f"{start_name} start, {steps} steps, lr {lr}, polish {polish}: log p {row['log_joint']:.1f} (last tenth "
           f"+{row['log_joint_gain_last_tenth']:.1f}), {result.wall_s:.0f} s; errors [%] "
           + ", ".join(f"{k} {v:+.2f}" for k, v in row["rel_error_pct"].items()), flush=True)
     return row
@@ -78,6 +80,10 @@ def main(argv=None) -> dict:
                              "3000:0.05)")
     parser.add_argument("--truth-start", type=schedule, default=(1500, 0.02),
                         help="STEPS:LR of the run from the truth")
+    parser.add_argument("--polish", type=int, action="append", default=None,
+                        help="L-BFGS polish iterations after each prior-centre schedule; repeatable, each value "
+                             "adds one more run of every schedule (0 = none; default: 0 only)")
+    parser.add_argument("--truth-polish", type=int, default=0, help="L-BFGS polish iterations of the truth start")
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
                              "and re-observe with the same noise seed: a control with no source-model error")
@@ -115,9 +121,10 @@ def main(argv=None) -> dict:
     log_joint_truth = float(log_joint(model, obs, {**truth_init, "z": latent})[0])
     print(f"log p at the truth (encoded source): {log_joint_truth:.1f}")
 
-    runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre")
-            for steps, lr in (args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)])]
-    runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth"))
+    runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
+            for steps, lr in (args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)])
+            for polish in (args.polish or [0])]
+    runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth", args.truth_polish))
     result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "load_average_end": os.getloadavg()},

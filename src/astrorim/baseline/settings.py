@@ -83,7 +83,7 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
     lens = _take(dict(b.get("lens", {})), {"npix", "fov_arcsec", "psf_sigma_arcsec", "stamp_width_per_scale"},
                  "baseline.lens")
     m = _take(dict(b.get("map", {})), {"steps", "n_starts", "lr", "lr_final_factor", "init_jitter",
-                                       "record_every"}, "baseline.map")
+                                       "record_every", "polish_iterations"}, "baseline.map")
     n = _take(dict(b.get("nuts", {})), {"warmup", "samples", "max_tree_depth", "target_accept"}, "baseline.nuts")
     systems = {}
     for name, s in dict(b.get("systems", {})).items():
@@ -116,7 +116,7 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
         map=MapConfig(steps=int(m.get("steps", 10_000)), n_starts=int(m.get("n_starts", 4)),
                       lr=float(m.get("lr", 0.02)), lr_final_factor=float(m.get("lr_final_factor", 0.05)),
                       init_jitter=float(m.get("init_jitter", 0.5)), record_every=int(m.get("record_every", 50)),
-                      seed=seed),
+                      polish_iterations=int(m.get("polish_iterations", 0)), seed=seed),
         nuts=NutsConfig(warmup=int(n.get("warmup", 50)), samples=int(n.get("samples", 500)),
                         max_tree_depth=int(n.get("max_tree_depth", 10)),
                         target_accept=float(n.get("target_accept", 0.8)), seed=seed),

@@ -155,6 +155,8 @@ def map_stage(settings: BaselineSettings, vae_path: PathLike, mock_path: PathLik
     info = {"noise": noise, "sigma_noise": sigma, "steps": result.steps, "n_starts": settings.map.n_starts,
             "wall_s": result.wall_s, "seconds_per_step": result.wall_s / result.steps, "best_start": result.best,
             "log_joint": result.log_joint.tolist(), "log_joint_gain_last_tenth": result.late_gain(0.1),
+            "polish_iterations": settings.map.polish_iterations,
+            "log_joint_polish_gain": None if result.polish_gain is None else result.polish_gain.tolist(),
             "best": best, "truth": mock["truth"],
             "rel_error_pct": {p: 100 * (best[p] - mock["truth"][p]) / abs(mock["truth"][p])
                               for p in SCALAR_PARAMS if mock["truth"][p] != 0}}
