@@ -217,3 +217,19 @@ def test_source_prior_fidelity_benchmark_measures_each_vae_and_mock(toy, toy_run
     with pytest.raises(SystemExit):
         fidelity.main(["--config", str(config), "--vae", f"toy={d / 'vae.pt'}", "--map-dir", "other=x",
                        "--out", str(out)])
+
+
+def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, repo_root):
+    """benchmarks/baseline.py on the toy VAE: a few steps of each, the polish reported, the targets judged."""
+    import json
+
+    settings, d = toy
+    speed = _load_benchmark(repo_root, "baseline")
+    out = tmp_path / "speed.json"
+    speed.main(["--vae", str(d / "vae.pt"), "--untrained-width", "0", "--map-timing-steps", "2", "--map-steps", "3",
+                "--map-polish", "3", "--nuts-warmup", "2", "--nuts-samples", "2", "--max-tree-depth", "2",
+                "--out", str(out)])
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["map_full"]["polish_iterations"] == 3 and len(case["map_full"]["polish_gain"]) == 1
+    assert case["map_seconds_per_step"] > 0 and case["nuts"]["samples"] == 2
+    assert set(case["targets_met"]) == {"map_cpu_le_2min", "nuts_500_cpu_le_60min", "map_lens_within_1pct"}
