@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when imported from elsewhere
@@ -41,6 +40,7 @@ from astrorim.baseline.priors import LATENT_SITE, SCALAR_PARAMS  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
 from astrorim.baseline.stages import load_mock  # noqa: E402
+from astrorim.config import ConfigError, load_config  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
 
@@ -92,9 +92,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    if not config_path.is_file():
-        parser.error(f"--config {config_path}: no such file")
-    config = yaml.safe_load(config_path.read_text())
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        parser.error(str(err))
     settings = parse_settings(config)
     baseline_dir = Path(config["results_dir"]) / "baseline"
     mock_path, vae_path = baseline_dir / "mocks" / f"{args.system}.npz", baseline_dir / "vae" / "vae.pt"

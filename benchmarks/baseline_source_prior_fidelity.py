@@ -17,8 +17,8 @@ on the 64 x 64 peak-normalised true source:
   the wrong elongation trades against the lens's q and phi.
 
 With ``--map-dir LABEL=DIR`` (a workflow ``baseline/map`` folder) the high-S/N MAP errors of that VAE's fits
-(``SYSTEM_high.json``) are put beside its fidelity.  Writes ``--out`` (default results/benchmarks/baseline_source_prior_fidelity.json)
-atomically.
+(``SYSTEM_high.json``) are put beside its fidelity.  Writes ``--out`` (default
+results/benchmarks/baseline_source_prior_fidelity.json) atomically.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when imported from elsewhere
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when 
 from astrorim.baseline.io import load_json, load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
 from astrorim.baseline.stages import load_mock  # noqa: E402
+from astrorim.config import ConfigError, load_config  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
 
@@ -73,11 +73,13 @@ def wrapped_angle_deg(delta: float) -> float:
     return float((delta + 90.0) % 180.0 - 90.0)
 
 
-def best_decoder_fit(vae, prior, source: np.ndarray, steps: int, lr: float, seed: int) -> tuple[np.ndarray, float]:
-    """The decoder image closest (least squares) to ``source``, from the encoder mean; returns it and |eps|^2/d."""
+def best_decoder_fit(vae, prior, source: np.ndarray, encoded_latent: torch.Tensor, steps: int, lr: float,
+                     seed: int) -> tuple[np.ndarray, float]:
+    """The decoder image closest (least squares) to ``source``, from the encoder mean ``encoded_latent`` (1, d);
+    returns it and |eps|^2/d."""
     torch.manual_seed(seed)
     target = torch.as_tensor(np.asarray(source, dtype=np.float32))[None]
-    white = prior.white_from_latent(encode_means(vae, target)).detach().clone().requires_grad_(True)
+    white = prior.white_from_latent(encoded_latent).detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([white], lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -108,9 +110,10 @@ def measure(vae_path: str, mocks: dict[str, dict], steps: int, lr: float, seed: 
     out = {"vae": vae_path, "vae_width": vae.config.width, "systems": {}}
     for name, mock in mocks.items():
         source = np.asarray(mock["source"], dtype=np.float32)
+        latent = encode_means(vae, torch.as_tensor(source)[None])
         with torch.no_grad():
-            encoded = vae.decoder(encode_means(vae, torch.as_tensor(source)[None]))[0].numpy()
-        best, white_norm = best_decoder_fit(vae, prior, source, steps, lr, seed)
+            encoded = vae.decoder(latent)[0].numpy()
+        best, white_norm = best_decoder_fit(vae, prior, source, latent, steps, lr, seed)
         angle_true, ratio_true = light_moments(source)
         angle_best, ratio_best = light_moments(best)
         out["systems"][name] = {
@@ -137,9 +140,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    if not config_path.is_file():
-        parser.error(f"--config {config_path}: no such file")
-    config = yaml.safe_load(config_path.read_text())
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        parser.error(str(err))
     mock_dir = Path(config["results_dir"]) / "baseline" / "mocks"
     systems = sorted(config.get("baseline", {}).get("systems", {}))
     if not systems:

@@ -51,6 +51,18 @@ def toy_run(toy):
     return out
 
 
+def _benchmark_config(repo_root, tmp_path) -> tuple:
+    """A valid configuration file for the baseline benchmarks: the quick one at the toy's grid, system 2 only,
+    its results under ``tmp_path``."""
+    config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
+    config["results_dir"] = str(tmp_path / "results")
+    config["baseline"]["lens"].update(npix=64, fov_arcsec=8.0)
+    config["baseline"]["systems"] = {"system2": config["baseline"]["systems"]["system2"]}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_all_steps_write_their_outputs(toy, toy_run):
     settings, d = toy
     assert toy_run["counts"]["test"] > 10
@@ -137,11 +149,7 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     import shutil
 
     settings, d = toy
-    b = copy.deepcopy(yaml.safe_load((repo_root / "config/quick.yaml").read_text())["baseline"])
-    b["lens"].update(npix=64, fov_arcsec=8.0)
-    b["systems"] = {"system2": b["systems"]["system2"]}
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"), "baseline": b}))
+    config = _benchmark_config(repo_root, tmp_path)
     (tmp_path / "results/baseline/vae").mkdir(parents=True)
     (tmp_path / "results/baseline/mocks").mkdir(parents=True)
     shutil.copy(d / "vae.pt", tmp_path / "results/baseline/vae/vae.pt")
@@ -198,9 +206,7 @@ def test_source_prior_fidelity_benchmark_measures_each_vae_and_mock(toy, toy_run
     import shutil
 
     settings, d = toy
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"),
-                                      "baseline": {"systems": {"system2": {}}}}))
+    config = _benchmark_config(repo_root, tmp_path)
     (tmp_path / "results/baseline/mocks").mkdir(parents=True)
     shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
     (tmp_path / "map").mkdir()

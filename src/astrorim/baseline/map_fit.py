@@ -87,8 +87,9 @@ class MapResult:
         """Nats the best start gained over the last ``fraction`` of the steps (from the recorded history).
 
         A converged fit gains ~0; a gain of many nats says the fit needs more steps (or a larger learning
-        rate, or the L-BFGS polish): Adam creeps along the lens/source degeneracies long after theta_E has settled.  NaN without a
-        record before that point."""
+        rate): Adam creeps along the lens/source degeneracies long after theta_E has settled.  A small gain
+        does not prove convergence (docs/baseline.md, "MAP convergence").  NaN without a record before that
+        point."""
         cut = self.steps * (1.0 - fraction)
         earlier = [i for i, step in enumerate(self.history_steps) if step <= cut]
         if not earlier or not self.history_log_joint:
@@ -130,11 +131,15 @@ def run_map(model: LensingModel, obs: torch.Tensor, config: MapConfig = MapConfi
     svi = SVI(model, guide, optim, loss=Trace_ELBO())
     history_steps, history = [], []
 
-    def record(step):
+    def current() -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        """The guide's constrained values and their log posterior per start."""
         with torch.no_grad():
             vals = {k: v.detach() for k, v in guide.median(obs, n).items()}
+        return vals, log_joint(model, obs, vals).numpy()
+
+    def record(step):
         history_steps.append(step)
-        history.append(log_joint(model, obs, vals).tolist())
+        history.append(current()[1].tolist())
 
     t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(range(config.steps), desc=f"MAP x{n}", disable=not progress, mininterval=2.0)
@@ -145,18 +150,17 @@ def run_map(model: LensingModel, obs: torch.Tensor, config: MapConfig = MapConfi
         if config.record_every and (step % config.record_every == 0):
             record(step)
             bar.set_postfix(best_logp=f"{max(history[-1]):.6g}")
-    record(config.steps)
+    final, lj = current()
+    history_steps.append(config.steps)
+    history.append(lj.tolist())
     polish_gain = None
     if config.polish_iterations:
         polish(model, guide, obs, n, config.polish_iterations)
-        record(config.steps)
-        polish_gain = np.asarray(history[-1]) - np.asarray(history[-2])
-        history_steps.pop(), history.pop()
+        final, polished = current()
+        polish_gain, lj = polished - lj, polished
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     with torch.no_grad():
-        final = {k: v.detach() for k, v in guide.median(obs, n).items()}
         final["z"] = model.latent_prior.latent_from_white(final[LATENT_SITE])
-    lj = log_joint(model, obs, final).numpy()
     best = int(np.nanargmax(lj))
     return MapResult({k: v.numpy() for k, v in final.items()}, lj, best, config.steps, wall, cpu, history_steps,
                      history, polish_gain)
