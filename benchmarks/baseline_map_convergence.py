@@ -11,6 +11,13 @@ how far the best optimum the model reaches lies from the truth (the bias that th
 leaves).  ``--well-specified`` is the control for that bias: the mock is re-observed (same truth, same noise
 seed) with its source replaced by the VAE's own drawing of it, decoder(encoder mean), so that the model
 holds the exact source and only noise and the lens model's degeneracies keep the fit from the truth.
+``--seen-source`` asks whether the VAE's failure to draw the mock source is one of generalisation: the mock's
+source is replaced by an image the VAE was trained on (picked from the training split by the same rule and of
+the same kind as the workflow picks the held-out mock source), the intensity recalibrated to the system's medium
+S/N, and the mock re-observed with the same truth and noise seed.
+``--phi-start PHI`` (repeatable) also runs the first schedule from the prior centre with only the orientation
+phi [rad] changed to PHI: a scan of where the fit ends as a function of where phi starts, which maps the
+local optima that the workflow's few starts can fall into.
 For each run: the log posterior log p(obs, Theta) [nats], the nats gained over the last tenth of
 the steps, wall and CPU seconds, and the relative errors of the lens parameters.
 
@@ -34,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when 
 
 from astrorim.baseline.io import load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
-from astrorim.baseline.map_fit import run_map  # noqa: E402
+from astrorim.baseline.map_fit import initial_values, run_map  # noqa: E402
+from astrorim.baseline import data as vae_data  # noqa: E402
+from astrorim.baseline import mocks  # noqa: E402
 from astrorim.baseline.mocks import observe, render  # noqa: E402
-from astrorim.baseline.priors import LATENT_SITE, SCALAR_PARAMS  # noqa: E402
+from astrorim.baseline.priors import LATENT_SITE, LENS_PRIORS, SCALAR_PARAMS  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
 from astrorim.baseline.stages import load_mock  # noqa: E402
@@ -55,19 +64,41 @@ def schedule(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"schedule must be STEPS:LR (e.g. 3000:0.05), got {text!r}") from err
 
 
-def run_one(model, obs, map_config, steps, lr, init, truth, start_name, polish=0) -> dict:
+def run_one(model, obs, map_config, steps, lr, init, truth, start_name, polish=0, phi_start=None) -> dict:
     config = dataclasses.replace(map_config, n_starts=1, steps=steps, lr=lr, polish_iterations=polish)
     result = run_map(model, obs, config, init=init, progress=True)
     best = result.best_params()
-    row = {"start": start_name, "steps": steps, "lr": lr, "polish_iterations": polish,
+    row = {"start": start_name, "phi_start": phi_start, "steps": steps, "lr": lr, "polish_iterations": polish,
            "log_joint": float(result.log_joint[0]),
            "log_joint_polish_gain": None if result.polish_gain is None else float(result.polish_gain[0]),
            "log_joint_gain_last_tenth": result.late_gain(0.1), "wall_s": result.wall_s, "cpu_s": result.cpu_s,
            "rel_error_pct": {k: 100 * (best[k] - truth[k]) / abs(truth[k]) for k in REPORTED}}
-    print(f"{start_name} start, {steps} steps, lr {lr}, polish {polish}: log p {row['log_joint']:.1f} (last tenth "
+    where = start_name if phi_start is None else f"{start_name} to {phi_start:+.2f} rad"
+    print(f"{where} start, {steps} steps, lr {lr}, polish {polish}: log p {row['log_joint']:.1f} (last tenth "
           f"+{row['log_joint_gain_last_tenth']:.1f}), {result.wall_s:.0f} s; errors [%] "
           + ", ".join(f"{k} {v:+.2f}" for k, v in row["rel_error_pct"].items()), flush=True)
     return row
+
+
+def seen_source(settings, data_path: Path, system: str, forward, truth: dict, noise_seeds, parser):
+    """A training-split source picked like the mock's (same kind, same smooth/clumpy rule), and the truth with
+    iota recalibrated so that the medium-noise observation keeps the system's S/N."""
+    if not data_path.is_file():
+        parser.error(f"{data_path} is missing: run `snakemake --cores 2 baseline_vae_data` with this configuration")
+    system_settings = settings.systems[system]
+    if system_settings.select is None:
+        parser.error(f"--seen-source needs baseline.systems.{system}.select (the system names its source by origin)")
+    ds = vae_data.read_dataset(data_path)
+    images, origins = ds.images["train"], ds.origin["train"]
+    idx = mocks.select_source(images, origins, select=system_settings.select,
+                              prefix="hdf/" if settings.use_hdf else "sim/")
+    source = mocks.denoise_source(images[idx], mocks.needs_denoising(origins[idx]))
+    truth = dict(truth)
+    if system_settings.target_snr_medium is not None:
+        med = settings.noise_index("med")
+        truth["iota"] = mocks.calibrate_iota(forward, source, truth, settings.noise_levels[med],
+                                             float(system_settings.target_snr_medium), int(noise_seeds[med]))
+    return source, str(origins[idx]), truth
 
 
 def main(argv=None) -> dict:
@@ -83,6 +114,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--polish", type=int, action="append", default=None,
                         help="L-BFGS polish iterations after each prior-centre schedule; repeatable, each value "
                              "adds one more run of every schedule (0 = none; default: 0 only)")
+    parser.add_argument("--seen-source", action="store_true",
+                        help="replace the mock's source by a training-split image picked like it (the VAE has seen "
+                             "it), recalibrate the intensity to the medium S/N and re-observe")
+    parser.add_argument("--phi-start", type=float, action="append", default=None,
+                        help="also run the first schedule from the prior centre with phi [rad] set to this value "
+                             "(repeatable; must lie inside the prior's support)")
     parser.add_argument("--truth-polish", type=int, default=0, help="L-BFGS polish iterations of the truth start")
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
@@ -90,6 +127,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/benchmarks/baseline_map_convergence.json")
     args = parser.parse_args(argv)
+    phi_support = LENS_PRIORS["phi"]
+    for phi in args.phi_start or []:
+        if not phi_support.low < phi < phi_support.high:
+            parser.error(f"--phi-start {phi} lies outside phi's support "
+                         f"({phi_support.low:.4f}, {phi_support.high:.4f})")
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
     try:
@@ -111,27 +153,42 @@ def main(argv=None) -> dict:
     forward = settings.forward(vae.decoder)
     model = LensingModel(forward, prior, sigma)
     truth = mock["truth"]
+    source_note, source_origin = "mock source", str(mock["source_origin"])
+    if args.seen_source:
+        if args.well_specified:
+            parser.error("--seen-source and --well-specified are separate controls; give one")
+        source, source_origin, truth = seen_source(settings, Path(config["data_dir"]) / "baseline" / "vae_data.h5",
+                                                   args.system, forward, truth, mock["seeds"], parser)
+        obs = torch.as_tensor(observe(render(forward, source, truth), sigma, int(mock["seeds"][j])))
+        mock = {**mock, "source": source}
+        source_note = (f"training-split image {source_origin} (seen by the VAE), iota recalibrated to "
+                       f"{truth['iota']:.4f}")
 
     latent = encode_means(vae, mock["source"][None])
     if args.well_specified:
         with torch.no_grad():
             drawn_source = vae.decoder(latent)[0].numpy()
         obs = torch.as_tensor(observe(render(forward, drawn_source, truth), sigma, int(mock["seeds"][j])))
+        source_note = "VAE drawing of the mock source (well-specified control)"
     truth_init = {k: torch.tensor([truth[k]], dtype=torch.float32) for k in SCALAR_PARAMS}
     truth_init[LATENT_SITE] = prior.white_from_latent(latent).float()
     log_joint_truth = float(log_joint(model, obs, {**truth_init, "z": latent})[0])
     print(f"log p at the truth (encoded source): {log_joint_truth:.1f}")
 
+    schedules = args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)]
     runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
-            for steps, lr in (args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)])
-            for polish in (args.polish or [0])]
+            for steps, lr in schedules for polish in (args.polish or [0])]
+    for phi in args.phi_start or []:
+        init = initial_values(model, 1, settings.map.init_jitter, settings.map.seed)
+        init["phi"] = torch.tensor([phi], dtype=torch.float32)
+        runs.append(run_one(model, obs, settings.map, *schedules[0], init, truth, "prior centre, phi moved",
+                            (args.polish or [0])[0], phi_start=phi))
     runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth", args.truth_polish))
     result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                           "load_average_end": os.getloadavg()},
               "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
-              "source": "VAE drawing of the mock source (well-specified control)" if args.well_specified
-              else "mock source",
+              "source": source_note, "source_origin": source_origin,
               "vae": str(vae_path), "vae_width": vae.config.width,
               "log_joint_at_truth_encoded_source": log_joint_truth, "runs": runs, "created_unix": time.time()}
     save_json(args.out, result)

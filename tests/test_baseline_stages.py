@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from astrorim.baseline import data as vae_data
 from astrorim.baseline import stages
 from astrorim.baseline.settings import parse_settings
 from astrorim.io.shards import write_shard
@@ -56,6 +57,7 @@ def _benchmark_config(repo_root, tmp_path) -> tuple:
     its results under ``tmp_path``."""
     config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
+    config["data_dir"] = str(tmp_path / "data")
     config["baseline"]["lens"].update(npix=64, fov_arcsec=8.0)
     config["baseline"]["systems"] = {"system2": config["baseline"]["systems"]["system2"]}
     path = tmp_path / "config.yaml"
@@ -159,10 +161,17 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     spec.loader.exec_module(module)
     out = tmp_path / "convergence.json"
     module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02", "--schedule", "3:0.05",
-                 "--truth-start", "2:0.02", "--threads", "1", "--out", str(out)])
+                 "--phi-start", "1.0", "--truth-start", "2:0.02", "--threads", "1", "--out", str(out)])
     report = json.loads(out.read_text())
-    assert [(r["start"], r["steps"], r["lr"]) for r in report["runs"]] == [
-        ("prior centre", 2, 0.02), ("prior centre", 3, 0.05), ("truth", 2, 0.02)]
+    assert [(r["start"], r["phi_start"], r["steps"], r["lr"]) for r in report["runs"]] == [
+        ("prior centre", None, 2, 0.02), ("prior centre", None, 3, 0.05), ("prior centre, phi moved", 1.0, 2, 0.02),
+        ("truth", None, 2, 0.02)]
+    # Two small steps leave phi next to where it started: 0 (the prior centre) for the first run, 1 rad for the moved.
+    phi_true = stages.load_mock(d / "system2.npz")["truth"]["phi"]
+    final_phi = [phi_true + abs(phi_true) * r["rel_error_pct"]["phi"] / 100 for r in report["runs"]]
+    assert abs(final_phi[0]) < 0.1 and abs(final_phi[2] - 1.0) < 0.1
+    with pytest.raises(SystemExit):
+        module.main(["--config", str(config), "--system", "system2", "--phi-start", "2.0", "--out", str(out)])
     assert np.isfinite(report["log_joint_at_truth_encoded_source"])
     truth_run, centre_run = report["runs"][-1], report["runs"][0]
     assert abs(truth_run["rel_error_pct"]["r_ein"]) < abs(centre_run["rel_error_pct"]["r_ein"])
@@ -173,7 +182,24 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
                  "--well-specified", "--threads", "1", "--out", str(control)])
     control_report = json.loads(control.read_text())
     assert "well-specified" in control_report["source"] and report["source"] == "mock source"
+    assert report["source_origin"] in set(vae_data.read_dataset(d / "data.h5").origin["test"])
     assert control_report["log_joint_at_truth_encoded_source"] > report["log_joint_at_truth_encoded_source"]
+    # The seen-source control swaps in a training-split image of the same kind (the VAE has seen it).
+    seen = tmp_path / "seen.json"
+    with pytest.raises(SystemExit):  # no dataset yet: the error names the file and the rule that writes it
+        module.main(["--config", str(config), "--system", "system2", "--seen-source", "--out", str(seen)])
+    (tmp_path / "data/baseline").mkdir(parents=True)
+    shutil.copy(d / "data.h5", tmp_path / "data/baseline/vae_data.h5")
+    module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02", "--truth-start", "2:0.02",
+                 "--seen-source", "--threads", "1", "--out", str(seen)])
+    seen_report = json.loads(seen.read_text())
+    origin = seen_report["source_origin"]
+    dataset = vae_data.read_dataset(d / "data.h5")
+    assert origin in set(dataset.origin["train"]) and origin not in set(dataset.origin["test"])
+    assert np.isfinite(seen_report["log_joint_at_truth_encoded_source"])
+    with pytest.raises(SystemExit):
+        module.main(["--config", str(config), "--system", "system2", "--seen-source", "--well-specified",
+                     "--out", str(seen)])
 
 
 def _load_benchmark(repo_root, name):
