@@ -118,8 +118,8 @@ def main(argv=None) -> dict:
                         help="replace the mock's source by a training-split image picked like it (the VAE has seen "
                              "it), recalibrate the intensity to the medium S/N and re-observe")
     parser.add_argument("--phi-start", type=float, action="append", default=None,
-                        help="also run the first schedule from the prior centre with phi [rad] set to this value "
-                             "(repeatable; must lie inside the prior's support)")
+                        help="also run the first schedule (and the first --polish value) from the prior centre with "
+                             "phi [rad] set to this value (repeatable; must lie inside the prior's support)")
     parser.add_argument("--truth-polish", type=int, default=0, help="L-BFGS polish iterations of the truth start")
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
