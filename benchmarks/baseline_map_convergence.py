@@ -43,12 +43,11 @@ from astrorim.baseline.io import load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
 from astrorim.baseline.map_fit import initial_values, run_map  # noqa: E402
 from astrorim.baseline import data as vae_data  # noqa: E402
-from astrorim.baseline import mocks  # noqa: E402
+from astrorim.baseline import stages  # noqa: E402
 from astrorim.baseline.mocks import observe, render  # noqa: E402
 from astrorim.baseline.priors import LATENT_SITE, LENS_PRIORS, SCALAR_PARAMS  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
-from astrorim.baseline.stages import load_mock  # noqa: E402
 from astrorim.config import ConfigError, load_config  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
@@ -80,25 +79,16 @@ def run_one(model, obs, map_config, steps, lr, init, truth, start_name, polish=0
     return row
 
 
-def seen_source(settings, data_path: Path, system: str, forward, truth: dict, noise_seeds, parser):
-    """A training-split source picked like the mock's (same kind, same smooth/clumpy rule), and the truth with
-    iota recalibrated so that the medium-noise observation keeps the system's S/N."""
+def seen_source(settings, data_path: Path, system: str, forward, noise_seeds, parser):
+    """A training-split source picked as the workflow picks the mock's (:func:`stages.mock_source`), and the
+    truth with iota recalibrated so that the medium-noise observation keeps the system's S/N."""
     if not data_path.is_file():
         parser.error(f"{data_path} is missing: run `snakemake --cores 2 baseline_vae_data` with this configuration")
-    system_settings = settings.systems[system]
-    if system_settings.select is None:
+    if settings.systems[system].select is None:
         parser.error(f"--seen-source needs baseline.systems.{system}.select (the system names its source by origin)")
     ds = vae_data.read_dataset(data_path)
-    images, origins = ds.images["train"], ds.origin["train"]
-    idx = mocks.select_source(images, origins, select=system_settings.select,
-                              prefix="hdf/" if settings.use_hdf else "sim/")
-    source = mocks.denoise_source(images[idx], mocks.needs_denoising(origins[idx]))
-    truth = dict(truth)
-    if system_settings.target_snr_medium is not None:
-        med = settings.noise_index("med")
-        truth["iota"] = mocks.calibrate_iota(forward, source, truth, settings.noise_levels[med],
-                                             float(system_settings.target_snr_medium), int(noise_seeds[med]))
-    return source, str(origins[idx]), truth
+    return stages.mock_source(settings, system, ds.images["train"], ds.origin["train"], forward,
+                              medium_noise_seed=int(noise_seeds[settings.noise_index("med")]))
 
 
 def main(argv=None) -> dict:
@@ -145,7 +135,7 @@ def main(argv=None) -> dict:
         if not path.is_file():
             parser.error(f"{path} is missing: run `snakemake --cores 2 baseline_mocks baseline_train_vae "
                          f"--configfile {config_path}` first")
-    mock = load_mock(mock_path)
+    mock = stages.load_mock(mock_path)
     j = settings.noise_index(args.noise)
     sigma = float(mock["noise_levels"][j])
     obs = torch.as_tensor(mock["observations"][j])
@@ -158,7 +148,7 @@ def main(argv=None) -> dict:
         if args.well_specified:
             parser.error("--seen-source and --well-specified are separate controls; give one")
         source, source_origin, truth = seen_source(settings, Path(config["data_dir"]) / "baseline" / "vae_data.h5",
-                                                   args.system, forward, truth, mock["seeds"], parser)
+                                                   args.system, forward, mock["seeds"], parser)
         obs = torch.as_tensor(observe(render(forward, source, truth), sigma, int(mock["seeds"][j])))
         mock = {**mock, "source": source}
         source_note = (f"training-split image {source_origin} (seen by the VAE), iota recalibrated to "

@@ -89,6 +89,22 @@ def _interleave_by_prefix(origins: np.ndarray, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- mocks
+def mock_source(settings: BaselineSettings, system: str, images: np.ndarray, origins: np.ndarray,
+                forward, medium_noise_seed: int) -> tuple[np.ndarray, str, dict[str, float]]:
+    """The source of mock ``system`` among ``images`` (its ``select`` rule or ``origin``, among images of the
+    configured kind), denoised, and its truth with iota calibrated so that the medium-noise observation, drawn
+    with ``medium_noise_seed``, has the system's ``target_snr_medium``."""
+    sys_cfg = settings.systems[system]
+    prefix = "hdf/" if settings.use_hdf else "sim/"
+    idx = mocks.select_source(images, origins, select=sys_cfg.select, origin=sys_cfg.origin, prefix=prefix)
+    source = mocks.denoise_source(images[idx], mocks.needs_denoising(origins[idx]))
+    truth = dict(sys_cfg.truth)
+    if sys_cfg.target_snr_medium is not None:
+        truth["iota"] = mocks.calibrate_iota(forward, source, truth, settings.noise_levels[NOISE_LABELS.index("med")],
+                                             float(sys_cfg.target_snr_medium), medium_noise_seed)
+    return source, str(origins[idx]), truth
+
+
 def mocks_stage(settings: BaselineSettings, data_path: PathLike, out_paths: dict[str, PathLike],
                 table1_out: PathLike) -> pd.DataFrame:
     """Mock systems (one npz per system) and Table 1 (S/N of every observation)."""
@@ -101,16 +117,10 @@ def mocks_stage(settings: BaselineSettings, data_path: PathLike, out_paths: dict
     for k, (name, sys_cfg) in enumerate(settings.systems.items()):
         if name not in out_paths:
             continue
-        prefix = "hdf/" if settings.use_hdf else "sim/"
-        idx = mocks.select_source(test, origins, select=sys_cfg.select, origin=sys_cfg.origin, prefix=prefix)
-        source = mocks.denoise_source(test[idx], mocks.needs_denoising(origins[idx]))
-        truth = dict(sys_cfg.truth)
         seed = settings.seed + 1000 * (k + 1)
-        med = NOISE_LABELS.index("med")
-        if sys_cfg.target_snr_medium is not None:
-            truth["iota"] = mocks.calibrate_iota(forward, source, truth, settings.noise_levels[med],
-                                                 float(sys_cfg.target_snr_medium), seed + med)
-        system = mocks.make_system(name, forward, source, str(origins[idx]), truth, list(settings.noise_levels), seed)
+        source, origin, truth = mock_source(settings, name, test, origins, forward,
+                                            medium_noise_seed=seed + NOISE_LABELS.index("med"))
+        system = mocks.make_system(name, forward, source, origin, truth, list(settings.noise_levels), seed)
         io.save_npz(out_paths[name], truth_names=np.asarray(SCALAR_PARAMS),
                     truth_values=np.asarray([system.truth[p] for p in SCALAR_PARAMS]), source=system.source,
                     source_origin=np.asarray(system.source_origin), noiseless=system.noiseless,

@@ -8,8 +8,8 @@ hundred nats unless the rate comes down).  With ``augment='dihedral'`` every tra
 in a random one of its 8 right-angle rotations and reflections each epoch: exact (no resampling), it
 multiplies the scarce real-morphology images and keeps the prior from preferring orientations, which a
 lens fit would otherwise read as lens orientation.  The mean validation ELBO is monitored after every
-epoch and training stops when it has not improved for ``patience`` epochs (the paper stops "when it starts increasing", at
-~450 epochs).  The returned model holds the weights of the best validation epoch.
+epoch and training stops when it has not improved for ``patience`` epochs (the paper stops "when it
+starts increasing", at ~450 epochs).  The returned model holds the weights of the best validation epoch.
 """
 
 from __future__ import annotations
