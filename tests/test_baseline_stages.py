@@ -69,6 +69,7 @@ def test_all_steps_write_their_outputs(toy, toy_run):
     settings, d = toy
     assert toy_run["counts"]["test"] > 10
     assert toy_run["vae"]["latent_prior"]["cov_factor"] == 9.0 and len(toy_run["vae"]["rotation"]["rms_error"]) == 6
+    assert not stages.vae_resume_path(d / "vae.pt").parent.exists()  # the training state is removed when done
     table = toy_run["table1"]
     assert list(table["noise"]) == ["low", "med", "high"] and set(table["system"]) == {"system2"}
     assert table["snr"].tolist()[1] == 313.0  # iota calibrated to Table 1's medium S/N of system 2
@@ -109,6 +110,25 @@ def rim_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     return save_model_checkpoint(tmp_path_factory.mktemp("rim") / "rim.pt",
                                  AstroRIM(dict(npix=32, n_iter=2)).eval(), meta={"epoch": 1})
+
+
+def test_vae_stage_interrupted_after_training_resumes_without_retraining(toy, toy_run, tmp_path, monkeypatch):
+    settings, d = toy
+    state = stages.vae_resume_path(tmp_path / "vae.pt")
+    args = (settings, d / "data.h5", tmp_path / "vae.pt", tmp_path / "train.json", tmp_path / "f2.png",
+            tmp_path / "f3.png", tmp_path / "elbo.png")
+    with monkeypatch.context() as patch:
+        patch.setattr(stages.io, "save_vae", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            stages.train_vae_stage(*args, progress=False)
+    assert state.exists() and not (tmp_path / "vae.pt").exists()
+    trained_epochs = len(torch.load(state, weights_only=False)["history"]["val_elbo"])
+    with monkeypatch.context() as patch:  # the rerun must not take a single optimiser step
+        patch.setattr(torch.optim.Adam, "step", lambda *a, **k: pytest.fail("the finished training was rerun"))
+        info = stages.train_vae_stage(*args, progress=False)
+    assert len(info["history"]["val_elbo"]) == trained_epochs and info["history"] == toy_run["vae"]["history"] | {
+        "wall_s": info["history"]["wall_s"]}
+    assert (tmp_path / "vae.pt").exists() and not state.parent.exists()
 
 
 def test_compare_puts_astrorim_map_and_nuts_side_by_side(toy, toy_run, rim_checkpoint, tmp_path):

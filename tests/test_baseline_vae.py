@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from astrorim.baseline.latent_prior import LatentPrior, encode_means, fit_latent_prior
+import astrorim.baseline.train_vae as train_vae_module
 from astrorim.baseline.train_vae import TrainConfig, random_dihedral, train_vae
 from astrorim.baseline.vae import VAE, Decoder, Encoder, VAEConfig, elbo, gaussian_kl_to_standard
+from astrorim.train.state import ConfigMismatchError
 
 
 def blobs(n, seed=0):
@@ -145,3 +147,69 @@ def test_training_with_dihedral_augmentation_is_deterministic_and_validated():
     assert plain.train_elbo != runs[0].train_elbo
     with pytest.raises(ValueError, match="augment"):
         TrainConfig(augment="rotate")
+
+
+RESUME_CONFIG = TrainConfig(lr=3e-3, lr_final_factor=0.2, augment="dihedral", batch_size=8, max_epochs=4, patience=4,
+                            seed=0)
+
+
+def _interrupt_validation_after(monkeypatch, n_calls):
+    """Make the n_calls+1-th validation raise KeyboardInterrupt (the epochs before it complete and are saved)."""
+    real, calls = train_vae_module.mean_elbo, []
+
+    def interrupting(*args, **kwargs):
+        if len(calls) == n_calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train_vae_module, "mean_elbo", interrupting)
+
+
+def _same_run(a, b):
+    (vae_a, hist_a), (vae_b, hist_b) = a, b
+    assert {k: v for k, v in hist_a.to_dict().items() if k != "wall_s"} == \
+        {k: v for k, v in hist_b.to_dict().items() if k != "wall_s"}
+    state_a, state_b = vae_a.state_dict(), vae_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_interrupted_vae_training_resumes_bit_for_bit(tmp_path, monkeypatch):
+    train, val = blobs(20, seed=1), blobs(6, seed=2)
+    vae_config = VAEConfig(width=4, decoder_sigma=0.05)
+    straight = train_vae(train, val, vae_config, RESUME_CONFIG, progress=False)
+    state = tmp_path / "resume" / "state.pt"
+    with monkeypatch.context() as patch:
+        _interrupt_validation_after(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_vae(train, val, vae_config, RESUME_CONFIG, progress=False, resume_path=state)
+    assert torch.load(state, weights_only=False)["next_epoch"] == 2
+    resumed = train_vae(train, val, vae_config, RESUME_CONFIG, progress=False, resume_path=state)
+    assert len(resumed[1].val_elbo) == 4
+    _same_run(straight, resumed)
+    # A finished state is not trained further: rerunning returns the same model without a single epoch.
+    _interrupt_validation_after(monkeypatch, 0)
+    _same_run(straight, train_vae(train, val, vae_config, RESUME_CONFIG, progress=False, resume_path=state))
+
+
+@pytest.mark.parametrize("change, key", [("lr", "train.lr"), ("data", "data_sha256"), ("width", "vae.width")])
+def test_vae_training_state_of_another_setup_is_refused(tmp_path, change, key):
+    train, val = blobs(12, seed=1), blobs(4, seed=2)
+    config = TrainConfig(lr=3e-3, batch_size=8, max_epochs=1, patience=1, seed=0)
+    state = tmp_path / "state.pt"
+    train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False, resume_path=state)
+    vae_config = VAEConfig(width=8 if change == "width" else 4, decoder_sigma=0.05)
+    config = TrainConfig(lr=1e-3, batch_size=8, max_epochs=1, patience=1, seed=0) if change == "lr" else config
+    images = blobs(12, seed=5) if change == "data" else train
+    with pytest.raises(ConfigMismatchError, match=key) as err:
+        train_vae(images, val, vae_config, config, progress=False, resume_path=state)
+    assert str(state) in str(err.value)
+
+
+def test_a_file_that_is_not_a_vae_training_state_is_refused(tmp_path):
+    state = tmp_path / "state.pt"
+    torch.save({"format": "something else"}, state)
+    with pytest.raises(ValueError, match="not a VAE training state"):
+        train_vae(blobs(12, seed=1), blobs(4, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
+                  TrainConfig(lr=3e-3, batch_size=8, max_epochs=1, patience=1, seed=0), progress=False,
+                  resume_path=state)

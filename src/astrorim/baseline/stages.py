@@ -7,6 +7,7 @@ Every output is written atomically.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -44,9 +45,15 @@ def build_vae_data(settings: BaselineSettings, shards: dict[str, Sequence[PathLi
 
 def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: PathLike, history_out: PathLike,
                     fig_recon: PathLike, fig_rotation: PathLike, fig_training: PathLike, progress: bool = True) -> dict:
-    """Train the VAE, fit the latent prior on the training set, write model + history + Figs. 2-3."""
+    """Train the VAE, fit the latent prior on the training set, write model + history + Figs. 2-3.
+
+    The training state is kept in ``resume/vae_training_state.pt`` beside ``model_out`` until the outputs are
+    written, so a rerun after an interruption continues the training (Snakemake deletes a failed job's declared
+    outputs, never this file)."""
     ds = vae_data.read_dataset(data_path)
-    vae, history = train_vae(ds.images["train"], ds.images["val"], settings.vae, settings.train, progress=progress)
+    resume_path = vae_resume_path(model_out)
+    vae, history = train_vae(ds.images["train"], ds.images["val"], settings.vae, settings.train, progress=progress,
+                             resume_path=resume_path)
     prior = fit_latent_prior(encode_means(vae, ds.images["train"]).numpy(), settings.prior_cov_factor)
     test = ds.images["test"] if len(ds.images["test"]) else ds.images["val"]
     test_origin = ds.origin["test"] if len(ds.images["test"]) else ds.origin["val"]
@@ -72,7 +79,15 @@ def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: 
             "latent_prior": {"cov_factor": prior.cov_factor, "trace_cov": float(torch.trace(prior.cov))}}
     io.save_vae(model_out, vae, prior, extra={"history": history.to_dict(), "counts": ds.counts()})
     io.save_json(history_out, info)
+    resume_path.unlink(missing_ok=True)
+    if not any(resume_path.parent.iterdir()):
+        resume_path.parent.rmdir()
     return info
+
+
+def vae_resume_path(model_out: PathLike) -> Path:
+    """Where :func:`train_vae_stage` keeps the resumable training state of the VAE written to ``model_out``."""
+    return Path(model_out).parent / "resume" / "vae_training_state.pt"
 
 
 def _interleave_by_prefix(origins: np.ndarray, n: int) -> np.ndarray:

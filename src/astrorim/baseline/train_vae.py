@@ -10,22 +10,34 @@ multiplies the scarce real-morphology images and keeps the prior from preferring
 lens fit would otherwise read as lens orientation.  The mean validation ELBO is monitored after every
 epoch and training stops when it has not improved for ``patience`` epochs (the paper stops "when it
 starts increasing", at ~450 epochs).  The returned model holds the weights of the best validation epoch.
+
+With ``resume_path``, the whole training state (weights, best weights, Adam, schedule, random streams,
+history) is written there atomically after every epoch, and a restarted run continues from it: bit for
+bit the run it would have been, so an interrupted paper-scale training (hours) loses at most one epoch.
+A state written with another architecture, training configuration or data set is refused.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from astrorim.baseline.vae import VAE, VAEConfig, elbo
+from astrorim.io.atomic import atomic_path
+from astrorim.train.config import config_differences, config_hash
+from astrorim.train.state import ConfigMismatchError, capture_rng_state, restore_rng_state
 
 
 AUGMENTATIONS = ("none", "dihedral")
+RESUME_FORMAT = "astrorim-baseline-vae-training-state-v1"
 
 
 def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -92,9 +104,11 @@ def mean_elbo(vae: VAE, images: torch.Tensor, batch_size: int = 256, seed: int =
 
 
 def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | torch.Tensor,
-              vae_config: VAEConfig, train_config: TrainConfig, progress: bool = True
-              ) -> tuple[VAE, TrainHistory]:
-    """Train a VAE on (N, 64, 64) images (already normalised); deterministic given ``train_config.seed``."""
+              vae_config: VAEConfig, train_config: TrainConfig, progress: bool = True,
+              resume_path: str | os.PathLike | None = None) -> tuple[VAE, TrainHistory]:
+    """Train a VAE on (N, 64, 64) images (already normalised); deterministic given ``train_config.seed``.
+
+    ``resume_path``: where to keep the resumable training state (module docstring); None keeps none."""
     train = torch.as_tensor(np.asarray(train_images, dtype=np.float32))
     val = torch.as_tensor(np.asarray(val_images, dtype=np.float32))
     for name, arr in (("train", train), ("val", val)):
@@ -108,11 +122,16 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=train_config.max_epochs, eta_min=train_config.lr * train_config.lr_final_factor)
     gen = torch.Generator().manual_seed(train_config.seed + 1)
-    history = TrainHistory()
-    best_state, best_val, since_best = None, -float("inf"), 0
-    t0 = time.perf_counter()
-    bar = tqdm(range(train_config.max_epochs), desc="VAE epochs", disable=not progress)
+    state = _LoopState(history=TrainHistory())
+    hashed = _hashed_setup(vae_config, train_config, train, val)
+    if resume_path is not None and Path(resume_path).exists():
+        state = _load_resume_state(Path(resume_path), hashed, vae, opt, schedule, gen)
+    t0 = time.perf_counter() - state.history.wall_s
+    bar = tqdm(range(state.next_epoch, train_config.max_epochs), desc="VAE epochs", disable=not progress,
+               initial=state.next_epoch, total=train_config.max_epochs)
     for epoch in bar:
+        if state.finished:
+            break
         vae.train()
         order = torch.randperm(len(train), generator=gen)
         epoch_sum, seen = 0.0, 0
@@ -131,20 +150,81 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             opt.step()
             epoch_sum += -float(loss.detach()) * len(batch)
             seen += len(batch)
+        history = state.history
         history.train_elbo.append(epoch_sum / max(seen, 1))
         history.learning_rate.append(opt.param_groups[0]["lr"])
         schedule.step()
         val_elbo = mean_elbo(vae, val, seed=train_config.seed + 2)
         history.val_elbo.append(val_elbo)
         bar.set_postfix(train=f"{history.train_elbo[-1]:.4g}", val=f"{val_elbo:.4g}")
-        if val_elbo > best_val:
-            best_val, best_state, since_best = val_elbo, copy.deepcopy(vae.state_dict()), 0
+        if val_elbo > state.best_val:
+            state.best_val, state.best_weights, state.since_best = val_elbo, copy.deepcopy(vae.state_dict()), 0
             history.best_epoch = epoch
         else:
-            since_best += 1
-            if since_best >= train_config.patience:
-                break
-    vae.load_state_dict(best_state)
+            state.since_best += 1
+            state.finished = state.since_best >= train_config.patience
+        state.next_epoch = epoch + 1
+        history.wall_s = time.perf_counter() - t0
+        if resume_path is not None:
+            _save_resume_state(Path(resume_path), hashed, state, vae, opt, schedule, gen)
+    vae.load_state_dict(state.best_weights)
     vae.eval()
-    history.wall_s = time.perf_counter() - t0
-    return vae, history
+    return vae, state.history
+
+
+@dataclass
+class _LoopState:
+    history: TrainHistory
+    next_epoch: int = 0
+    best_val: float = -float("inf")
+    best_weights: dict | None = None
+    since_best: int = 0
+    finished: bool = False   # stopped early (patience); reaching max_epochs ends the loop by itself
+
+
+def _hashed_setup(vae_config: VAEConfig, train_config: TrainConfig, train: torch.Tensor, val: torch.Tensor) -> dict:
+    """What a resumed run must share with the run that wrote the state: architecture, training configuration
+    and the exact training and validation images."""
+    data = hashlib.sha256()
+    for arr in (train, val):
+        data.update(str(tuple(arr.shape)).encode())
+        data.update(arr.numpy().tobytes())
+    return {"vae": vae_config.to_dict(), "train": {**asdict(train_config), "betas": list(train_config.betas)},
+            "data_sha256": data.hexdigest()}
+
+
+def _save_resume_state(path: Path, hashed: dict, state: _LoopState, vae: VAE, opt, schedule, gen) -> None:
+    payload = {"format": RESUME_FORMAT, "config_hash": config_hash(hashed), "hashed_config": hashed,
+               "next_epoch": state.next_epoch, "best_val": state.best_val, "since_best": state.since_best,
+               "finished": state.finished, "history": state.history.to_dict(), "model_state": vae.state_dict(),
+               "best_weights": state.best_weights, "optimizer_state": opt.state_dict(),
+               "scheduler_state": schedule.state_dict(), "generator_state": gen.get_state(),
+               "rng_state": capture_rng_state()}
+    with atomic_path(path, suffix=".pt.partial") as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_resume_state(path: Path, hashed: dict, vae: VAE, opt, schedule, gen) -> _LoopState:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated file cannot come from the atomic writer, but a copied one can
+        raise ValueError(f"{path}: unreadable VAE training state ({err}); delete it to start over") from err
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise ValueError(f"{path}: not a VAE training state ({RESUME_FORMAT}); delete it to start over")
+    if payload["config_hash"] != config_hash(hashed):
+        diffs = config_differences(payload["hashed_config"], hashed) or ["<no key differs: hash definition changed>"]
+        raise ConfigMismatchError(
+            f"{path}: refusing to resume VAE training written under another setup. Differing keys (state -> this "
+            f"run):\n  " + "\n  ".join(diffs[:20]) + f"\nRestore the original setup, or delete {path} to start over.")
+    vae.load_state_dict(payload["model_state"])
+    opt.load_state_dict(payload["optimizer_state"])
+    schedule.load_state_dict(payload["scheduler_state"])
+    gen.set_state(payload["generator_state"])
+    restore_rng_state(payload["rng_state"])
+    h = payload["history"]
+    history = TrainHistory(train_elbo=list(h["train_elbo"]), val_elbo=list(h["val_elbo"]),
+                           learning_rate=list(h["learning_rate"]), best_epoch=int(h["best_epoch"]),
+                           wall_s=float(h["wall_s"]))
+    return _LoopState(history=history, next_epoch=int(payload["next_epoch"]), best_val=float(payload["best_val"]),
+                      best_weights=payload["best_weights"], since_best=int(payload["since_best"]),
+                      finished=bool(payload["finished"]))
