@@ -213,3 +213,35 @@ def test_a_file_that_is_not_a_vae_training_state_is_refused(tmp_path):
         train_vae(blobs(12, seed=1), blobs(4, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
                   TrainConfig(lr=3e-3, batch_size=8, max_epochs=1, patience=1, seed=0), progress=False,
                   resume_path=state)
+
+
+def _nonfinite_training_losses(monkeypatch, bad_calls):
+    """Make the training-mode ELBO calls whose index is in ``bad_calls`` (a container) return inf."""
+    real, calls = train_vae_module.elbo, []
+
+    def patched(vae, images, *args, **kwargs):
+        value = real(vae, images, *args, **kwargs)
+        if vae.training:
+            calls.append(1)
+            if len(calls) - 1 in bad_calls:
+                return value * float("inf")
+        return value
+    monkeypatch.setattr(train_vae_module, "elbo", patched)
+
+
+def test_a_minibatch_with_a_nonfinite_loss_is_skipped_and_counted(monkeypatch):
+    train, val = blobs(20, seed=1), blobs(6, seed=2)
+    config = TrainConfig(lr=3e-3, batch_size=8, max_epochs=2, patience=2, seed=0)
+    clean = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1]
+    _nonfinite_training_losses(monkeypatch, {1})
+    hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1]
+    assert clean.skipped_batches == [0, 0] and hist.skipped_batches == [1, 0]
+    assert all(np.isfinite(hist.train_elbo)) and hist.train_elbo[0] != clean.train_elbo[0]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no step is taken
+def test_training_stops_after_too_many_nonfinite_losses_in_a_row(monkeypatch):
+    _nonfinite_training_losses(monkeypatch, range(10 ** 6))
+    with pytest.raises(FloatingPointError, match=f"{train_vae_module.MAX_CONSECUTIVE_SKIPS} minibatches in a row"):
+        train_vae(blobs(20, seed=1), blobs(6, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
+                  TrainConfig(lr=3e-3, batch_size=8, max_epochs=10, patience=10, seed=0), progress=False)

@@ -11,6 +11,10 @@ lens fit would otherwise read as lens orientation.  The mean validation ELBO is 
 epoch and training stops when it has not improved for ``patience`` epochs (the paper stops "when it
 starts increasing", at ~450 epochs).  The returned model holds the weights of the best validation epoch.
 
+A minibatch whose loss is not finite (the encoder's sigma = exp(.) can overflow in the KL term at the high
+rates of CPU-scale runs) is skipped without an update and counted in ``skipped_batches``, as the AstroRIM
+trainer does; ``MAX_CONSECUTIVE_SKIPS`` in a row stop the training with an error.
+
 With ``resume_path``, the whole training state (weights, best weights, Adam, schedule, random streams,
 history) is written there atomically after every epoch, and a restarted run continues from it: bit for
 bit the run it would have been, so an interrupted paper-scale training (hours) loses at most one epoch.
@@ -38,6 +42,7 @@ from astrorim.train.state import ConfigMismatchError, capture_rng_state, restore
 
 AUGMENTATIONS = ("none", "dihedral")
 RESUME_FORMAT = "astrorim-baseline-vae-training-state-v1"
+MAX_CONSECUTIVE_SKIPS = 20
 
 
 def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -76,18 +81,19 @@ class TrainConfig:
 
 @dataclass
 class TrainHistory:
-    """Per-epoch mean ELBO [nats per image] on the training minibatches and on the validation set, and the
-    learning rate each epoch ran at."""
+    """Per-epoch mean ELBO [nats per image] on the training minibatches and on the validation set, the
+    learning rate each epoch ran at, and the minibatches it skipped for a non-finite loss."""
 
     train_elbo: list[float] = field(default_factory=list)
     val_elbo: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
+    skipped_batches: list[int] = field(default_factory=list)
     best_epoch: int = -1
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
         return {"train_elbo": self.train_elbo, "val_elbo": self.val_elbo, "learning_rate": self.learning_rate,
-                "best_epoch": self.best_epoch, "wall_s": self.wall_s}
+                "skipped_batches": self.skipped_batches, "best_epoch": self.best_epoch, "wall_s": self.wall_s}
 
 
 @torch.no_grad()
@@ -134,7 +140,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             break
         vae.train()
         order = torch.randperm(len(train), generator=gen)
-        epoch_sum, seen = 0.0, 0
+        epoch_sum, seen, skipped = 0.0, 0, 0
         for start in range(0, len(train), train_config.batch_size):
             batch = train[order[start:start + train_config.batch_size]]
             if len(batch) < 2:  # BatchNorm needs more than one example in train mode
@@ -143,8 +149,13 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
                 batch = random_dihedral(batch, gen)
             loss = -elbo(vae, batch, particles=train_config.particles, generator=gen).mean()
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"VAE loss became {float(loss)} in epoch {epoch}; lower the learning "
-                                         f"rate (now {opt.param_groups[0]['lr']:.3g})")
+                skipped, state.consecutive_skips = skipped + 1, state.consecutive_skips + 1
+                if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                    raise FloatingPointError(
+                        f"VAE loss was {float(loss.detach())} in {state.consecutive_skips} minibatches in a row "
+                        f"(epoch {epoch}); lower the learning rate (now {opt.param_groups[0]['lr']:.3g})")
+                continue
+            state.consecutive_skips = 0
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -152,6 +163,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             seen += len(batch)
         history = state.history
         history.train_elbo.append(epoch_sum / max(seen, 1))
+        history.skipped_batches.append(skipped)
         history.learning_rate.append(opt.param_groups[0]["lr"])
         schedule.step()
         val_elbo = mean_elbo(vae, val, seed=train_config.seed + 2)
@@ -179,6 +191,7 @@ class _LoopState:
     best_val: float = -float("inf")
     best_weights: dict | None = None
     since_best: int = 0
+    consecutive_skips: int = 0
     finished: bool = False   # stopped early (patience); reaching max_epochs ends the loop by itself
 
 
@@ -196,7 +209,8 @@ def _hashed_setup(vae_config: VAEConfig, train_config: TrainConfig, train: torch
 def _save_resume_state(path: Path, hashed: dict, state: _LoopState, vae: VAE, opt, schedule, gen) -> None:
     payload = {"format": RESUME_FORMAT, "config_hash": config_hash(hashed), "hashed_config": hashed,
                "next_epoch": state.next_epoch, "best_val": state.best_val, "since_best": state.since_best,
-               "finished": state.finished, "history": state.history.to_dict(), "model_state": vae.state_dict(),
+               "consecutive_skips": state.consecutive_skips, "finished": state.finished,
+               "history": state.history.to_dict(), "model_state": vae.state_dict(),
                "best_weights": state.best_weights, "optimizer_state": opt.state_dict(),
                "scheduler_state": schedule.state_dict(), "generator_state": gen.get_state(),
                "rng_state": capture_rng_state()}
@@ -223,8 +237,9 @@ def _load_resume_state(path: Path, hashed: dict, vae: VAE, opt, schedule, gen) -
     restore_rng_state(payload["rng_state"])
     h = payload["history"]
     history = TrainHistory(train_elbo=list(h["train_elbo"]), val_elbo=list(h["val_elbo"]),
-                           learning_rate=list(h["learning_rate"]), best_epoch=int(h["best_epoch"]),
+                           learning_rate=list(h["learning_rate"]), skipped_batches=list(h["skipped_batches"]),
+                           best_epoch=int(h["best_epoch"]),
                            wall_s=float(h["wall_s"]))
     return _LoopState(history=history, next_epoch=int(payload["next_epoch"]), best_val=float(payload["best_val"]),
                       best_weights=payload["best_weights"], since_best=int(payload["since_best"]),
-                      finished=bool(payload["finished"]))
+                      consecutive_skips=int(payload["consecutive_skips"]), finished=bool(payload["finished"]))
