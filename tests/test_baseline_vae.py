@@ -237,11 +237,35 @@ def test_a_minibatch_with_a_nonfinite_loss_is_skipped_and_counted(monkeypatch):
     hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1]
     assert clean.skipped_batches == [0, 0] and hist.skipped_batches == [1, 0]
     assert all(np.isfinite(hist.train_elbo)) and hist.train_elbo[0] != clean.train_elbo[0]
+    assert clean.clipped_batches == hist.clipped_batches == [0, 0]
+
+
+def test_gradient_clipping_caps_the_norm_and_counts_the_clipped_minibatches(monkeypatch):
+    train, val = blobs(20, seed=1), blobs(6, seed=2)
+    norms, real_clip = [], torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        total = real_clip(parameters, max_norm, *args, **kwargs)
+        norms.append((float(total), float(torch.sqrt(sum((p.grad ** 2).sum() for p in parameters)))))
+        return total
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    runs = {clip: train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05),
+                            TrainConfig(lr=3e-3, batch_size=8, max_epochs=2, patience=2, grad_clip=clip, seed=0),
+                            progress=False)[1] for clip in (0.0, 50.0)}
+    unclipped, clipped = norms[:6], norms[6:]
+    assert all(after == pytest.approx(before, rel=1e-5) for before, after in unclipped)
+    assert all(after <= 50.0 * (1 + 1e-5) for _, after in clipped) and max(b for b, _ in clipped) > 50.0
+    assert runs[0.0].clipped_batches == [0, 0]
+    assert sum(runs[50.0].clipped_batches) == sum(before > 50.0 for before, _ in clipped) > 0
+    assert runs[50.0].train_elbo != runs[0.0].train_elbo
+    with pytest.raises(ValueError, match="invalid VAE training configuration"):
+        TrainConfig(grad_clip=-1.0)
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no step is taken
 def test_training_stops_after_too_many_nonfinite_losses_in_a_row(monkeypatch):
     _nonfinite_training_losses(monkeypatch, range(10 ** 6))
-    with pytest.raises(FloatingPointError, match=f"{train_vae_module.MAX_CONSECUTIVE_SKIPS} minibatches in a row"):
+    with pytest.raises(FloatingPointError, match=f"not finite in {train_vae_module.MAX_CONSECUTIVE_SKIPS} minibatches"):
         train_vae(blobs(20, seed=1), blobs(6, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
                   TrainConfig(lr=3e-3, batch_size=8, max_epochs=10, patience=10, seed=0), progress=False)

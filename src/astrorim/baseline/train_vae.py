@@ -11,9 +11,11 @@ lens fit would otherwise read as lens orientation.  The mean validation ELBO is 
 epoch and training stops when it has not improved for ``patience`` epochs (the paper stops "when it
 starts increasing", at ~450 epochs).  The returned model holds the weights of the best validation epoch.
 
-A minibatch whose loss is not finite (the encoder's sigma = exp(.) can overflow in the KL term at the high
-rates of CPU-scale runs) is skipped without an update and counted in ``skipped_batches``, as the AstroRIM
-trainer does; ``MAX_CONSECUTIVE_SKIPS`` in a row stop the training with an error.
+With ``grad_clip`` > 0 the total gradient norm of a minibatch is clipped to it (the paper does not clip; at
+the high rates of CPU-scale runs the encoder's sigma = exp(.) can run away, and one exploding gradient then
+wrecks Adam's second moments).  A minibatch whose loss or gradient is not finite is skipped without an update,
+as the AstroRIM trainer does; ``MAX_CONSECUTIVE_SKIPS`` in a row stop the training with an error.  Skipped and
+clipped minibatches are counted per epoch in the history.
 
 With ``resume_path``, the whole training state (weights, best weights, Adam, schedule, random streams,
 history) is written there atomically after every epoch, and a restarted run continues from it: bit for
@@ -68,10 +70,12 @@ class TrainConfig:
     max_epochs: int = 450
     patience: int = 10
     particles: int = 1
+    grad_clip: float = 0.0   # max total gradient norm of the loss [nats per image]; 0 = no clipping
     seed: int = 0
 
     def __post_init__(self):
-        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.particles < 1:
+        if (self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.particles < 1
+                or self.grad_clip < 0):
             raise ValueError(f"invalid VAE training configuration {self}")
         if not 0 < self.lr_final_factor <= 1:
             raise ValueError(f"lr_final_factor must be in (0, 1], got {self.lr_final_factor}")
@@ -82,18 +86,20 @@ class TrainConfig:
 @dataclass
 class TrainHistory:
     """Per-epoch mean ELBO [nats per image] on the training minibatches and on the validation set, the
-    learning rate each epoch ran at, and the minibatches it skipped for a non-finite loss."""
+    learning rate each epoch ran at, the minibatches it skipped for a non-finite loss or gradient and those whose
+    gradient it clipped."""
 
     train_elbo: list[float] = field(default_factory=list)
     val_elbo: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
     skipped_batches: list[int] = field(default_factory=list)
+    clipped_batches: list[int] = field(default_factory=list)
     best_epoch: int = -1
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
         return {"train_elbo": self.train_elbo, "val_elbo": self.val_elbo, "learning_rate": self.learning_rate,
-                "skipped_batches": self.skipped_batches, "best_epoch": self.best_epoch, "wall_s": self.wall_s}
+                "skipped_batches": self.skipped_batches, "clipped_batches": self.clipped_batches, "best_epoch": self.best_epoch, "wall_s": self.wall_s}
 
 
 @torch.no_grad()
@@ -140,7 +146,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             break
         vae.train()
         order = torch.randperm(len(train), generator=gen)
-        epoch_sum, seen, skipped = 0.0, 0, 0
+        epoch_sum, seen, skipped, clipped = 0.0, 0, 0, 0
         for start in range(0, len(train), train_config.batch_size):
             batch = train[order[start:start + train_config.batch_size]]
             if len(batch) < 2:  # BatchNorm needs more than one example in train mode
@@ -148,22 +154,28 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             if train_config.augment == "dihedral":
                 batch = random_dihedral(batch, gen)
             loss = -elbo(vae, batch, particles=train_config.particles, generator=gen).mean()
-            if not torch.isfinite(loss):
+            grad_norm = loss.detach()
+            if torch.isfinite(loss):
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), train_config.grad_clip or float("inf"))
+            if not torch.isfinite(grad_norm):
                 skipped, state.consecutive_skips = skipped + 1, state.consecutive_skips + 1
                 if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     raise FloatingPointError(
-                        f"VAE loss was {float(loss.detach())} in {state.consecutive_skips} minibatches in a row "
-                        f"(epoch {epoch}); lower the learning rate (now {opt.param_groups[0]['lr']:.3g})")
+                        f"VAE loss or gradient was not finite in {state.consecutive_skips} minibatches in a row "
+                        f"(epoch {epoch}, loss {float(loss.detach())}); lower the learning rate (now "
+                        f"{opt.param_groups[0]['lr']:.3g}) or set grad_clip")
                 continue
             state.consecutive_skips = 0
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            clipped += int(0 < train_config.grad_clip < float(grad_norm))
             opt.step()
             epoch_sum += -float(loss.detach()) * len(batch)
             seen += len(batch)
         history = state.history
         history.train_elbo.append(epoch_sum / max(seen, 1))
         history.skipped_batches.append(skipped)
+        history.clipped_batches.append(clipped)
         history.learning_rate.append(opt.param_groups[0]["lr"])
         schedule.step()
         val_elbo = mean_elbo(vae, val, seed=train_config.seed + 2)
@@ -238,7 +250,7 @@ def _load_resume_state(path: Path, hashed: dict, vae: VAE, opt, schedule, gen) -
     h = payload["history"]
     history = TrainHistory(train_elbo=list(h["train_elbo"]), val_elbo=list(h["val_elbo"]),
                            learning_rate=list(h["learning_rate"]), skipped_batches=list(h["skipped_batches"]),
-                           best_epoch=int(h["best_epoch"]),
+                           clipped_batches=list(h["clipped_batches"]), best_epoch=int(h["best_epoch"]),
                            wall_s=float(h["wall_s"]))
     return _LoopState(history=history, next_epoch=int(payload["next_epoch"]), best_val=float(payload["best_val"]),
                       best_weights=payload["best_weights"], since_best=int(payload["since_best"]),
