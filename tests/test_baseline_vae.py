@@ -216,16 +216,16 @@ def test_a_file_that_is_not_a_vae_training_state_is_refused(tmp_path):
 
 
 def _nonfinite_training_losses(monkeypatch, bad_calls):
-    """Make the training-mode ELBO calls whose index is in ``bad_calls`` (a container) return inf."""
+    """Make the training-mode ELBO calls whose index is in ``bad_calls`` (a container) run on non-finite images
+    (which also poisons BatchNorm's running statistics) and return a non-finite loss."""
     real, calls = train_vae_module.elbo, []
 
     def patched(vae, images, *args, **kwargs):
-        value = real(vae, images, *args, **kwargs)
         if vae.training:
             calls.append(1)
             if len(calls) - 1 in bad_calls:
-                return value * float("inf")
-        return value
+                return real(vae, images * float("inf"), *args, **kwargs)
+        return real(vae, images, *args, **kwargs)
     monkeypatch.setattr(train_vae_module, "elbo", patched)
 
 
@@ -234,9 +234,10 @@ def test_a_minibatch_with_a_nonfinite_loss_is_skipped_and_counted(monkeypatch):
     config = TrainConfig(lr=3e-3, batch_size=8, max_epochs=2, patience=2, seed=0)
     clean = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1]
     _nonfinite_training_losses(monkeypatch, {1})
-    hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)[1]
+    vae, hist = train_vae(train, val, VAEConfig(width=4, decoder_sigma=0.05), config, progress=False)
     assert clean.skipped_batches == [0, 0] and hist.skipped_batches == [1, 0]
     assert all(np.isfinite(hist.train_elbo)) and hist.train_elbo[0] != clean.train_elbo[0]
+    assert all(np.isfinite(hist.val_elbo)) and all(torch.isfinite(b).all() for b in vae.buffers())
     assert clean.clipped_batches == hist.clipped_batches == [0, 0]
 
 

@@ -153,13 +153,17 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
                 continue
             if train_config.augment == "dihedral":
                 batch = random_dihedral(batch, gen)
+            running_stats = {name: buf.clone() for name, buf in vae.named_buffers()}  # BatchNorm's
             loss = -elbo(vae, batch, particles=train_config.particles, generator=gen).mean()
             grad_norm = loss.detach()
             if torch.isfinite(loss):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), train_config.grad_clip or float("inf"))
-            if not torch.isfinite(grad_norm):
+            if not torch.isfinite(grad_norm):  # leave no trace: the forward pass updated the running statistics
+                with torch.no_grad():
+                    for name, buf in vae.named_buffers():
+                        buf.copy_(running_stats[name])
                 skipped, state.consecutive_skips = skipped + 1, state.consecutive_skips + 1
                 if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     raise FloatingPointError(
