@@ -70,6 +70,7 @@ def test_all_steps_write_their_outputs(toy, toy_run):
     assert toy_run["counts"]["test"] > 10
     assert toy_run["vae"]["latent_prior"]["cov_factor"] == 9.0 and len(toy_run["vae"]["rotation"]["rms_error"]) == 6
     assert not stages.vae_resume_path(d / "vae.pt").parent.exists()  # the training state is removed when done
+    assert toy_run["vae"]["train"]["grad_clip"] == settings.train.grad_clip == 0.0
     table = toy_run["table1"]
     assert list(table["noise"]) == ["low", "med", "high"] and set(table["system"]) == {"system2"}
     assert table["snr"].tolist()[1] == 313.0  # iota calibrated to Table 1's medium S/N of system 2

@@ -72,7 +72,8 @@ def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: 
             "train": {"lr": settings.train.lr, "lr_final_factor": settings.train.lr_final_factor,
                       "augment": settings.train.augment, "betas": list(settings.train.betas),
                       "batch_size": settings.train.batch_size, "max_epochs": settings.train.max_epochs,
-                      "patience": settings.train.patience, "seed": settings.train.seed},
+                      "patience": settings.train.patience, "grad_clip": settings.train.grad_clip,
+                      "seed": settings.train.seed},
             "test_elbo": mean_elbo(vae, torch.as_tensor(test), seed=settings.seed),
             "reconstruction_rms": float(np.sqrt(np.mean((recon - test[order]) ** 2))),
             "rotation": {"origin": str(test_origin[pick]), "angles_deg": rot.angles_deg, "rms_error": rot.rms_error},
@@ -80,7 +81,7 @@ def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: 
     io.save_vae(model_out, vae, prior, extra={"history": history.to_dict(), "counts": ds.counts()})
     io.save_json(history_out, info)
     resume_path.unlink(missing_ok=True)
-    if not any(resume_path.parent.iterdir()):
+    if resume_path.parent.is_dir() and not any(resume_path.parent.iterdir()):
         resume_path.parent.rmdir()
     return info
 
