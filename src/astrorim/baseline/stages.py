@@ -69,11 +69,7 @@ def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: 
     from astrorim.baseline.train_vae import mean_elbo
 
     info = {"history": history.to_dict(), "counts": ds.counts(), "vae": settings.vae.to_dict(),
-            "train": {"lr": settings.train.lr, "lr_final_factor": settings.train.lr_final_factor,
-                      "augment": settings.train.augment, "betas": list(settings.train.betas),
-                      "batch_size": settings.train.batch_size, "max_epochs": settings.train.max_epochs,
-                      "patience": settings.train.patience, "grad_clip": settings.train.grad_clip,
-                      "seed": settings.train.seed},
+            "train": settings.train.to_dict(),
             "test_elbo": mean_elbo(vae, torch.as_tensor(test), seed=settings.seed),
             "reconstruction_rms": float(np.sqrt(np.mean((recon - test[order]) ** 2))),
             "rotation": {"origin": str(test_origin[pick]), "angles_deg": rot.angles_deg, "rms_error": rot.rms_error},

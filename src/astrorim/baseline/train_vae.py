@@ -38,12 +38,12 @@ from tqdm.auto import tqdm
 
 from astrorim.baseline.vae import VAE, VAEConfig, elbo
 from astrorim.io.atomic import atomic_path
-from astrorim.train.config import config_differences, config_hash
-from astrorim.train.state import ConfigMismatchError, capture_rng_state, restore_rng_state
+from astrorim.train.config import config_hash
+from astrorim.train.state import capture_rng_state, check_config, restore_rng_state
 
 
 AUGMENTATIONS = ("none", "dihedral")
-RESUME_FORMAT = "astrorim-baseline-vae-training-state-v1"
+RESUME_FORMAT = "astrorim-baseline-vae-training-state-v2"
 MAX_CONSECUTIVE_SKIPS = 20
 
 
@@ -82,6 +82,9 @@ class TrainConfig:
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
 
+    def to_dict(self) -> dict:
+        return {**asdict(self), "betas": list(self.betas)}
+
 
 @dataclass
 class TrainHistory:
@@ -98,8 +101,7 @@ class TrainHistory:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"train_elbo": self.train_elbo, "val_elbo": self.val_elbo, "learning_rate": self.learning_rate,
-                "skipped_batches": self.skipped_batches, "clipped_batches": self.clipped_batches, "best_epoch": self.best_epoch, "wall_s": self.wall_s}
+        return asdict(self)
 
 
 @torch.no_grad()
@@ -142,7 +144,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
     bar = tqdm(range(state.next_epoch, train_config.max_epochs), desc="VAE epochs", disable=not progress,
                initial=state.next_epoch, total=train_config.max_epochs)
     for epoch in bar:
-        if state.finished:
+        if state.epochs_since_best >= train_config.patience:
             break
         vae.train()
         order = torch.randperm(len(train), generator=gen)
@@ -186,12 +188,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
         history.val_elbo.append(val_elbo)
         bar.set_postfix(train=f"{history.train_elbo[-1]:.4g}", val=f"{val_elbo:.4g}")
         if val_elbo > state.best_val:
-            state.best_val, state.best_weights, state.since_best = val_elbo, copy.deepcopy(vae.state_dict()), 0
-            history.best_epoch = epoch
-        else:
-            state.since_best += 1
-            state.finished = state.since_best >= train_config.patience
-        state.next_epoch = epoch + 1
+            state.best_weights, history.best_epoch = copy.deepcopy(vae.state_dict()), epoch
         history.wall_s = time.perf_counter() - t0
         if resume_path is not None:
             _save_resume_state(Path(resume_path), hashed, state, vae, opt, schedule, gen)
@@ -202,13 +199,24 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
 
 @dataclass
 class _LoopState:
+    """What the epoch loop carries besides the model, optimiser, schedule and generator; the epoch counters
+    follow from the history."""
+
     history: TrainHistory
-    next_epoch: int = 0
-    best_val: float = -float("inf")
     best_weights: dict | None = None
-    since_best: int = 0
     consecutive_skips: int = 0
-    finished: bool = False   # stopped early (patience); reaching max_epochs ends the loop by itself
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.history.val_elbo)
+
+    @property
+    def best_val(self) -> float:
+        return self.history.val_elbo[self.history.best_epoch] if self.history.best_epoch >= 0 else -float("inf")
+
+    @property
+    def epochs_since_best(self) -> int:
+        return self.next_epoch - 1 - self.history.best_epoch
 
 
 def _hashed_setup(vae_config: VAEConfig, train_config: TrainConfig, train: torch.Tensor, val: torch.Tensor) -> dict:
@@ -218,15 +226,14 @@ def _hashed_setup(vae_config: VAEConfig, train_config: TrainConfig, train: torch
     for arr in (train, val):
         data.update(str(tuple(arr.shape)).encode())
         data.update(arr.numpy().tobytes())
-    return {"vae": vae_config.to_dict(), "train": {**asdict(train_config), "betas": list(train_config.betas)},
-            "data_sha256": data.hexdigest()}
+    return {"vae": vae_config.to_dict(), "train": train_config.to_dict(), "data_sha256": data.hexdigest()}
 
 
 def _save_resume_state(path: Path, hashed: dict, state: _LoopState, vae: VAE, opt, schedule, gen) -> None:
-    payload = {"format": RESUME_FORMAT, "config_hash": config_hash(hashed), "hashed_config": hashed,
-               "next_epoch": state.next_epoch, "best_val": state.best_val, "since_best": state.since_best,
-               "consecutive_skips": state.consecutive_skips, "finished": state.finished,
-               "history": state.history.to_dict(), "model_state": vae.state_dict(),
+    payload = {"format": RESUME_FORMAT, "config_hash": config_hash(hashed),
+               "training_state": {"hashed_config": hashed},  # the layout check_config reads
+               "consecutive_skips": state.consecutive_skips, "history": state.history.to_dict(),
+               "model_state": vae.state_dict(),
                "best_weights": state.best_weights, "optimizer_state": opt.state_dict(),
                "scheduler_state": schedule.state_dict(), "generator_state": gen.get_state(),
                "rng_state": capture_rng_state()}
@@ -241,21 +248,11 @@ def _load_resume_state(path: Path, hashed: dict, vae: VAE, opt, schedule, gen) -
         raise ValueError(f"{path}: unreadable VAE training state ({err}); delete it to start over") from err
     if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
         raise ValueError(f"{path}: not a VAE training state ({RESUME_FORMAT}); delete it to start over")
-    if payload["config_hash"] != config_hash(hashed):
-        diffs = config_differences(payload["hashed_config"], hashed) or ["<no key differs: hash definition changed>"]
-        raise ConfigMismatchError(
-            f"{path}: refusing to resume VAE training written under another setup. Differing keys (state -> this "
-            f"run):\n  " + "\n  ".join(diffs[:20]) + f"\nRestore the original setup, or delete {path} to start over.")
+    check_config(path, payload, config_hash(hashed), hashed)
     vae.load_state_dict(payload["model_state"])
     opt.load_state_dict(payload["optimizer_state"])
     schedule.load_state_dict(payload["scheduler_state"])
     gen.set_state(payload["generator_state"])
     restore_rng_state(payload["rng_state"])
-    h = payload["history"]
-    history = TrainHistory(train_elbo=list(h["train_elbo"]), val_elbo=list(h["val_elbo"]),
-                           learning_rate=list(h["learning_rate"]), skipped_batches=list(h["skipped_batches"]),
-                           clipped_batches=list(h["clipped_batches"]), best_epoch=int(h["best_epoch"]),
-                           wall_s=float(h["wall_s"]))
-    return _LoopState(history=history, next_epoch=int(payload["next_epoch"]), best_val=float(payload["best_val"]),
-                      best_weights=payload["best_weights"], since_best=int(payload["since_best"]),
-                      consecutive_skips=int(payload["consecutive_skips"]), finished=bool(payload["finished"]))
+    return _LoopState(history=TrainHistory(**payload["history"]), best_weights=payload["best_weights"],
+                      consecutive_skips=int(payload["consecutive_skips"]))
