@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from astrorim.baseline.map_fit import MapConfig, initial_values, run_map
+from astrorim.baseline.map_fit import MapConfig, initial_values, run_map, run_map_batch
 from astrorim.baseline.mocks import observe
 from astrorim.baseline.nuts import NutsConfig, run_nuts, unconstrained_init
 from astrorim.baseline.priors import LATENT_SITE, PRIORS
+from astrorim.baseline.pyro_model import LensingModel, log_joint
 
 from test_baseline_model import small_model
 
@@ -57,6 +58,48 @@ def test_batched_starts_are_independent_fits(mock):
         for name in ("r_ein", "phi", "x_src"):
             moved = abs(float(init2[name][k]) - float(single.values[name][0]))
             assert both.values[name][k] == pytest.approx(single.values[name][0], abs=0.02 * moved + 1e-5)
+
+
+def test_systems_batched_in_one_pass_are_fitted_as_if_alone(mock):
+    """Two systems (other lenses, other noise levels) in one plate: each gets the starts and the result of
+    its own unbatched fit, and its own noise sigma in the likelihood."""
+    model, _ = mock
+    lenses = [dict(r_ein=1.2, phi=0.4, q=0.8), dict(r_ein=1.5, phi=-0.5, q=0.65, x_src=-0.1)]
+    sigmas = [0.05, 0.2]
+    images = []
+    for k, (lens, sigma) in enumerate(zip(lenses, sigmas)):
+        with torch.no_grad():
+            clean = model.forward(truth_values(**lens), torch.zeros(1, 64))[0].numpy()
+        images.append(torch.as_tensor(observe(clean, sigma, seed=k)))
+    cfg = MapConfig(steps=15, n_starts=2, lr=0.02, init_jitter=0.3, record_every=5, seed=3)
+    batch = run_map_batch(model.forward, model.latent_prior, torch.stack(images), sigmas, cfg, progress=False)
+    assert len(batch) == 2
+    for image, sigma, fit in zip(images, sigmas, batch):
+        own = LensingModel(model.forward, model.latent_prior, sigma)
+        alone = run_map(own, image, cfg, progress=False)
+        start = initial_values(own, 2, cfg.init_jitter, cfg.seed)
+        for name in ("r_ein", "phi", "x_src"):
+            moved = np.abs(start[name].numpy() - alone.values[name])
+            assert np.all(np.abs(fit.values[name] - alone.values[name]) <= 0.02 * moved + 1e-5), name
+        values = {k: torch.as_tensor(v) for k, v in fit.values.items()}
+        np.testing.assert_allclose(fit.log_joint, log_joint(own, image, values).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(fit.log_joint, alone.log_joint, rtol=1e-5)
+        assert fit.best == int(np.argmax(fit.log_joint))
+        assert np.asarray(fit.history_log_joint).shape == (len(fit.history_steps), 2)
+        assert fit.values["z"].shape == (2, 64)
+
+
+def test_batched_systems_need_one_noise_sigma_per_image(mock):
+    model, obs = mock
+    with pytest.raises(ValueError, match="one noise sigma each"):
+        run_map_batch(model.forward, model.latent_prior, torch.stack([obs, obs]), [0.1], MapConfig(steps=1))
+    with pytest.raises(ValueError, match="> 0"):
+        LensingModel(model.forward, model.latent_prior, [0.1, 0.0])
+    two_sigmas = LensingModel(model.forward, model.latent_prior, [0.1, 0.2])
+    with pytest.raises(ValueError, match="2 noise sigmas for 3 plate elements"):
+        two_sigmas(obs, 3)
+    with pytest.raises(ValueError, match="2 images for 3 starts"):
+        run_map(model, torch.stack([obs, obs]), MapConfig(steps=1, n_starts=3), progress=False)
 
 
 def test_map_is_deterministic_given_the_seed(mock):

@@ -10,9 +10,13 @@ it gives HMC and Adam an isotropic latent space instead of the fitted covariance
 
 Every site sits inside ``pyro.plate('starts', n_starts)``: n_starts independent copies of the model
 share one batched forward pass, which is how multi-start MAP is batched (``n_starts = 1`` for NUTS).
+The plate also batches over lens systems: with ``obs`` of shape (n_starts, H, W) and one noise sigma per
+plate element, element b is a fit of its own image ``obs[b]`` (:func:`astrorim.baseline.map_fit.run_map_batch`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -27,15 +31,21 @@ PLATE = "starts"
 
 
 class LensingModel:
-    """Callable Pyro model ``model(obs=None, n_starts=1)``; ``obs`` is an (H, W) image or None."""
+    """Callable Pyro model ``model(obs=None, n_starts=1)``.
 
-    def __init__(self, forward: LensingForward, latent_prior: LatentPrior, noise_sigma: float,
-                 priors: dict[str, PriorSpec] = PRIORS):
-        if not noise_sigma > 0:
-            raise ValueError(f"noise_sigma must be > 0, got {noise_sigma}")
+    ``obs`` is None, one (H, W) image shared by every plate element, or (n_starts, H, W): one image per
+    element.  ``noise_sigma`` is the per-pixel noise sd in the image's unit: one value, or one per plate
+    element (a sequence of n_starts values, each with its element's image).
+    """
+
+    def __init__(self, forward: LensingForward, latent_prior: LatentPrior,
+                 noise_sigma: float | Sequence[float] | torch.Tensor, priors: dict[str, PriorSpec] = PRIORS):
+        sigma = torch.as_tensor(noise_sigma, dtype=torch.float32)
+        if sigma.ndim > 1 or sigma.numel() == 0 or not bool(torch.all(sigma > 0)):
+            raise ValueError(f"noise_sigma must be one value or a 1-d sequence of values > 0, got {noise_sigma}")
         self.forward = forward
         self.latent_prior = latent_prior
-        self.noise_sigma = float(noise_sigma)
+        self.noise_sigma = float(sigma) if sigma.ndim == 0 else sigma
         self.priors = dict(priors)
         self._prior_dists = {name: spec.distribution() for name, spec in self.priors.items()}
 
@@ -50,9 +60,18 @@ class LensingModel:
             z = pyro.deterministic("z", self.latent_prior.latent_from_white(white), event_dim=1)
             pred = self.forward(p, z)
             if obs is not None:
+                if obs.ndim == 3 and obs.shape[0] != n_starts:
+                    raise ValueError(f"obs holds {obs.shape[0]} images for {n_starts} plate elements")
                 obs = obs.to(pred.dtype).expand(pred.shape)
-            pyro.sample(OBS_SITE, dist.Normal(pred, self.noise_sigma).to_event(2), obs=obs)
+            pyro.sample(OBS_SITE, dist.Normal(pred, self._sigma(n_starts)).to_event(2), obs=obs)
         return pred
+
+    def _sigma(self, n_starts: int) -> float | torch.Tensor:
+        if isinstance(self.noise_sigma, float):
+            return self.noise_sigma
+        if self.noise_sigma.shape[0] != n_starts:
+            raise ValueError(f"the model has {self.noise_sigma.shape[0]} noise sigmas for {n_starts} plate elements")
+        return self.noise_sigma[:, None, None]
 
 
 def log_joint(model: LensingModel, obs: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
