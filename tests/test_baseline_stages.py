@@ -286,3 +286,59 @@ def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, 
     assert case["map_full"]["polish_iterations"] == 3 and len(case["map_full"]["polish_gain"]) == 1
     assert case["map_seconds_per_step"] > 0 and case["nuts"]["samples"] == 2
     assert set(case["targets_met"]) == {"map_cpu_le_2min", "nuts_500_cpu_le_60min", "map_lens_within_1pct"}
+
+
+def _benchmark_results(toy, repo_root, tmp_path):
+    """A benchmark configuration whose results directory holds the toy VAE and mock."""
+    import shutil
+
+    _, d = toy
+    config = _benchmark_config(repo_root, tmp_path)
+    for sub in ("vae", "mocks", "map"):
+        (tmp_path / "results/baseline" / sub).mkdir(parents=True)
+    shutil.copy(d / "vae.pt", tmp_path / "results/baseline/vae/vae.pt")
+    shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
+    return config
+
+
+def test_map_batch_benchmark_fits_every_mock_image_alone_and_batched(toy, toy_run, tmp_path, repo_root):
+    import json
+
+    config = _benchmark_results(toy, repo_root, tmp_path)
+    batch = _load_benchmark(repo_root, "baseline_map_batch")
+    out = tmp_path / "batch.json"
+    batch.main(["--config", str(config), "--steps", "3", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["images"] == ["system2/low", "system2/med", "system2/high"]
+    assert report["batched"]["plate_elements"] == 3 * report["map"]["n_starts"]
+    assert report["one_by_one"]["wall_s_per_image"] > 0 and report["batched"]["wall_s_per_image"] > 0
+    # Three Adam steps cannot amplify float32 round-off: the batched fits are the lone fits.
+    assert all(f["best_start_alone"] == f["best_start_batched"] for f in report["fits"])
+    assert all(v < 1e-4 for v in report["max_abs_difference_same_best_start"].values())
+    with pytest.raises(SystemExit):
+        batch.main(["--config", str(config), "--steps", "0", "--out", str(out)])
+
+
+def test_nuts_chain_benchmark_reports_the_posterior_of_a_chain_from_the_workflow_map(toy, toy_run, tmp_path,
+                                                                                       repo_root):
+    import json
+    import shutil
+
+    chain = _load_benchmark(repo_root, "baseline_nuts_chain")
+    out = tmp_path / "chain.json"
+    config = _benchmark_results(toy, repo_root, tmp_path)
+    with pytest.raises(SystemExit):  # no MAP file for system 2 at high S/N yet
+        chain.main(["--config", str(config), "--system", "system2", "--out", str(out)])
+    shutil.copy(toy_run["maps"][("system2", "high")], tmp_path / "results/baseline/map/system2_high.npz")
+    chain.main(["--config", str(config), "--system", "system2", "--warmup", "2", "--samples", "6",
+                "--max-tree-depth", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["nuts"]["samples"] == 6 and report["nuts"]["max_tree_depth"] == 2
+    samples = stages.load_samples(out.with_suffix(".npz"))
+    truth = stages.load_mock(tmp_path / "results/baseline/mocks/system2.npz")["truth"]
+    by_param = {row["param"]: row for row in report["posterior"]}
+    assert set(by_param) == {"r_ein", "slope", "q", "phi", "x_lens", "y_lens", "gamma1", "gamma2"}
+    for p, row in by_param.items():
+        assert row["n_samples"] == 6 and row["truth"] == pytest.approx(truth[p])
+        assert row["mean"] == pytest.approx(float(np.mean(samples[p])), rel=1e-6)
+        assert np.mean(row["half_means"]) == pytest.approx(row["mean"], rel=1e-6)
