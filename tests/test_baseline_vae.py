@@ -1,5 +1,7 @@
 """The source VAE: Table D1/D2 shapes, the closed-form KL, the ELBO falling during training, the x9 prior."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -204,6 +206,40 @@ def test_vae_training_state_of_another_setup_is_refused(tmp_path, change, key):
     with pytest.raises(ConfigMismatchError, match=key) as err:
         train_vae(images, val, vae_config, config, progress=False, resume_path=state)
     assert str(state) in str(err.value)
+
+
+def test_a_device_that_is_not_auto_cpu_or_cuda_is_rejected():
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="gpu")
+    assert TrainConfig(device="cuda:1").device == "cuda:1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_training_on_cuda_without_a_gpu_names_the_setting():
+    with pytest.raises(RuntimeError, match="baseline.vae.device is 'cuda'"):
+        train_vae(blobs(12, seed=1), blobs(4, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
+                  TrainConfig(lr=3e-3, batch_size=8, max_epochs=1, patience=1, device="cuda"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_training_on_cuda_matches_the_cpu_and_hands_back_a_cpu_model(tmp_path, monkeypatch):
+    """The same minibatches, noise and augmentation on either device (the random streams stay on the CPU
+    generator), so the runs agree to the devices' float32 round-off; a state written on the GPU resumes on
+    the CPU."""
+    train, val = blobs(20, seed=1), blobs(6, seed=2)
+    vae_config = VAEConfig(width=4, decoder_sigma=0.05)
+    cpu_vae, cpu_hist = train_vae(train, val, vae_config, RESUME_CONFIG, progress=False)
+    gpu_config = dataclasses.replace(RESUME_CONFIG, device="cuda")
+    gpu_vae, gpu_hist = train_vae(train, val, vae_config, gpu_config, progress=False)
+    assert all(p.device.type == "cpu" for p in gpu_vae.parameters())
+    np.testing.assert_allclose(gpu_hist.val_elbo, cpu_hist.val_elbo, rtol=2e-2)  # TF32 convolutions
+    state = tmp_path / "state.pt"
+    with monkeypatch.context() as patch:
+        _interrupt_validation_after(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_vae(train, val, vae_config, gpu_config, progress=False, resume_path=state)
+    _, resumed = train_vae(train, val, vae_config, RESUME_CONFIG, progress=False, resume_path=state)
+    assert len(resumed.val_elbo) == 4 and np.all(np.isfinite(resumed.val_elbo))
 
 
 def test_a_file_that_is_not_a_vae_training_state_is_refused(tmp_path):

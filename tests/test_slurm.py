@@ -72,20 +72,22 @@ def test_profiles_share_the_rerun_rules():
 
 
 def test_slurm_profile_maps_gpu_rules_to_the_gpu_partition(tmp_path):
-    """Rules named train/finetune that declare gpu=1 get the GPU partition and CPUs per GPU from the profile
-    (checked on the resources Snakemake resolves, with a two-rule workflow standing in for the real rules)."""
+    """Rules named train/finetune/baseline_train_vae that declare gpu=1 get the GPU partition and CPUs per GPU
+    from the profile (checked on the resources Snakemake resolves, with a toy workflow standing in for the real
+    rules)."""
     (tmp_path / "Snakefile").write_text(
-        "rule all:\n    input: 'finetuned.pt', 'cpu.txt'\n"
+        "rule all:\n    input: 'finetuned.pt', 'cpu.txt', 'vae.pt'\n"
         "rule train:\n    output: 'trained.pt'\n    resources: gpu=1\n    shell: 'touch {output}'\n"
         "rule finetune:\n    input: 'trained.pt'\n    output: 'finetuned.pt'\n    resources: gpu=1\n"
         "    shell: 'touch {output}'\n"
+        "rule baseline_train_vae:\n    output: 'vae.pt'\n    resources: gpu=1\n    shell: 'touch {output}'\n"
         "rule cpu:\n    output: 'cpu.txt'\n    shell: 'touch {output}'\n")
     result = snakemake("-n", "--workflow-profile", str(SLURM_PROFILE), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     resources = dict(re.findall(r"rule (\w+):.*?\n\s+resources: ([^\n]+)", out, flags=re.S))
-    for rule in ("train", "finetune"):
-        assert "slurm_partition=gpu" in resources[rule] and "cpus_per_gpu=8" in resources[rule], resources
+    for rule, cpus in (("train", 8), ("finetune", 8), ("baseline_train_vae", 2)):
+        assert "slurm_partition=gpu" in resources[rule] and f"cpus_per_gpu={cpus}" in resources[rule], resources
         assert "gpu=1" in resources[rule] and "gres" not in resources[rule], resources
     assert "slurm_partition" not in resources["cpu"] and "mem_mb=2000" in resources["cpu"], resources
 

@@ -8,6 +8,8 @@ BL_CONFIG = config.get("baseline", {})
 BL_SYSTEMS = list(BL_CONFIG.get("systems", {}))
 BL_NOISES = ["low", "med", "high"][: len(BL_CONFIG.get("noise_levels", [0.333, 0.1, 0.0333]))]
 BL_VAE = f"{BASELINE}/vae/vae.pt"
+# baseline.vae.device other than cpu may put the VAE training on the GPU, so that job holds the gpu resource.
+BL_VAE_GPUS = 0 if BL_CONFIG.get("vae", {}).get("device", "cpu") == "cpu" else 1
 
 
 # Simulation shards whose sources train (initial/train), validate (initial/val) and test the VAE, and the
@@ -63,6 +65,7 @@ rule baseline_train_vae:
         f"{BENCH}/baseline/train_vae.tsv"
     threads: 2
     resources:
+        gpu=BL_VAE_GPUS,
         mem_mb=8000,
         runtime=lambda wildcards, attempt: 24 * 60 * attempt,
     conda:

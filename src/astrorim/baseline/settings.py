@@ -79,7 +79,7 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
                                             "hdf_test_fraction"}, "baseline.vae_data")
     v = _take(dict(b.get("vae", {})), {"width", "latent_dim", "decoder_sigma", "lr", "lr_final_factor", "augment",
                                        "beta1", "beta2", "batch_size", "max_epochs", "patience", "particles",
-                                       "grad_clip", "prior_cov_factor"}, "baseline.vae")
+                                       "grad_clip", "prior_cov_factor", "device"}, "baseline.vae")
     lens = _take(dict(b.get("lens", {})), {"npix", "fov_arcsec", "psf_sigma_arcsec", "stamp_width_per_scale"},
                  "baseline.lens")
     m = _take(dict(b.get("map", {})), {"steps", "n_starts", "lr", "lr_final_factor", "init_jitter",
@@ -108,7 +108,8 @@ def parse_settings(config: dict[str, Any]) -> BaselineSettings:
                           betas=(float(v.get("beta1", 0.5)), float(v.get("beta2", 0.999))),
                           batch_size=int(v.get("batch_size", 32)), max_epochs=int(v.get("max_epochs", 450)),
                           patience=int(v.get("patience", 10)), particles=int(v.get("particles", 1)),
-                          grad_clip=float(v.get("grad_clip", 0.0)), seed=seed),
+                          grad_clip=float(v.get("grad_clip", 0.0)), seed=seed,
+                          device=str(v.get("device", "cpu"))),
         prior_cov_factor=float(v.get("prior_cov_factor", 9.0)),
         grid=ImageGrid(int(lens.get("npix", 256)), float(lens.get("fov_arcsec", 10.0))),
         psf_sigma_arcsec=float(lens.get("psf_sigma_arcsec", 0.05)),

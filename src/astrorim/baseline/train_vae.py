@@ -21,6 +21,11 @@ With ``resume_path``, the whole training state (weights, best weights, Adam, sch
 history) is written there atomically after every epoch, and a restarted run continues from it: bit for
 bit the run it would have been, so an interrupted paper-scale training (hours) loses at most one epoch.
 A state written with another architecture, training configuration or data set is refused.
+
+``device`` ('cpu', 'cuda[:N]' or 'auto') is where the training runs; the returned model is on the CPU.  The
+random streams stay on the CPU generator, so a CPU run is bit-identical to one before the option existed;
+a CUDA run is deterministic up to cuDNN's kernels.  The device is not part of the resumable state's
+setup: a state written on a GPU continues on the CPU and vice versa.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,9 +46,11 @@ from astrorim.baseline.vae import VAE, VAEConfig, elbo
 from astrorim.io.atomic import atomic_path
 from astrorim.train.config import config_hash
 from astrorim.train.state import capture_rng_state, check_config, restore_rng_state
+from astrorim.train.step import resolve_device
 
 
 AUGMENTATIONS = ("none", "dihedral")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 RESUME_FORMAT = "astrorim-baseline-vae-training-state-v2"
 MAX_CONSECUTIVE_SKIPS = 20
 
@@ -51,8 +59,8 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.T
     """Each (..., H, W) image of the batch in a random element of the dihedral group D4 (a reflection
     about the vertical axis or not, then 0-3 quarter turns), drawn independently per image."""
     n = images.shape[0]
-    flip = torch.randint(0, 2, (n,), generator=generator).bool()
-    quarter_turns = torch.randint(0, 4, (n,), generator=generator)
+    flip = torch.randint(0, 2, (n,), generator=generator).bool().to(images.device)
+    quarter_turns = torch.randint(0, 4, (n,), generator=generator).to(images.device)
     out = torch.where(flip.view(-1, *([1] * (images.ndim - 1))), images.flip(-1), images)
     for turns in (1, 2, 3):
         chosen = quarter_turns == turns
@@ -72,6 +80,7 @@ class TrainConfig:
     particles: int = 1
     grad_clip: float = 0.0   # max total gradient norm of the loss [nats per image]; 0 = no clipping
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self):
         if (self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.particles < 1
@@ -81,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"lr_final_factor must be in (0, 1], got {self.lr_final_factor}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "betas": list(self.betas)}
@@ -130,8 +141,9 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
             raise ValueError(f"{name} images must be (N, 64, 64), got {tuple(arr.shape)}")
         if len(arr) == 0:
             raise ValueError(f"{name} set is empty")
+    device = resolve_device(train_config.device, key="baseline.vae.device")
     torch.manual_seed(train_config.seed)
-    vae = VAE(vae_config)
+    vae = VAE(vae_config).to(device)  # before the optimiser, so that a resumed Adam state lands on the device
     opt = torch.optim.Adam(vae.parameters(), lr=train_config.lr, betas=tuple(train_config.betas))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=train_config.max_epochs, eta_min=train_config.lr * train_config.lr_final_factor)
@@ -140,6 +152,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
     hashed = _hashed_setup(vae_config, train_config, train, val)
     if resume_path is not None and Path(resume_path).exists():
         state = _load_resume_state(Path(resume_path), hashed, vae, opt, schedule, gen)
+    train, val = train.to(device), val.to(device)
     t0 = time.perf_counter() - state.history.wall_s
     bar = tqdm(range(state.next_epoch, train_config.max_epochs), desc="VAE epochs", disable=not progress,
                initial=state.next_epoch, total=train_config.max_epochs)
@@ -193,7 +206,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
         if resume_path is not None:
             _save_resume_state(Path(resume_path), hashed, state, vae, opt, schedule, gen)
     vae.load_state_dict(state.best_weights)
-    vae.eval()
+    vae.to("cpu").eval()
     return vae, state.history
 
 
@@ -221,12 +234,13 @@ class _LoopState:
 
 def _hashed_setup(vae_config: VAEConfig, train_config: TrainConfig, train: torch.Tensor, val: torch.Tensor) -> dict:
     """What a resumed run must share with the run that wrote the state: architecture, training configuration
-    and the exact training and validation images."""
+    (but not the device: a run may move between a GPU and the CPU) and the exact training and validation images."""
     data = hashlib.sha256()
     for arr in (train, val):
         data.update(str(tuple(arr.shape)).encode())
         data.update(arr.numpy().tobytes())
-    return {"vae": vae_config.to_dict(), "train": train_config.to_dict(), "data_sha256": data.hexdigest()}
+    train_setup = {k: v for k, v in train_config.to_dict().items() if k != "device"}
+    return {"vae": vae_config.to_dict(), "train": train_setup, "data_sha256": data.hexdigest()}
 
 
 def _save_resume_state(path: Path, hashed: dict, state: _LoopState, vae: VAE, opt, schedule, gen) -> None:

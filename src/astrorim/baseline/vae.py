@@ -157,7 +157,7 @@ class VAE(nn.Module):
         """mu_d(z) with z ~ e(z|x) (``sample``, as in the paper's Fig. 2) or z = mu_e(x)."""
         mu, sigma = self.encode(images)
         if sample:
-            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
             mu = mu + sigma * eps
         return self.decoder(mu)
 
@@ -174,7 +174,8 @@ def elbo(vae: VAE, images: torch.Tensor, particles: int = 1,
         raise ValueError(f"particles must be >= 1, got {particles}")
     mu, sigma = vae.encode(images)
     b, d = mu.shape
-    eps = torch.randn((particles, b, d), generator=generator, dtype=mu.dtype, device=mu.device)
+    # drawn by the (CPU) generator, then moved: the same noise on every device
+    eps = torch.randn((particles, b, d), generator=generator, dtype=mu.dtype).to(mu.device)
     z = (mu + sigma * eps).reshape(particles * b, d)
     recon = vae.decoder(z).reshape(particles, b, *images.shape[-2:])
     s = vae.decoder_sigma

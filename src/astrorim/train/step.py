@@ -45,8 +45,9 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU (logged loudly); 'cuda' without a GPU is an error."""
+def resolve_device(name: str, key: str = "training.device") -> torch.device:
+    """'auto' -> CUDA when available, else CPU (logged loudly); 'cuda' without a GPU is an error naming the
+    configuration ``key`` that asked for it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "cpu":
@@ -54,7 +55,7 @@ def resolve_device(name: str) -> torch.device:
                         "fallback, orders of magnitude slower than the paper's GPU set-up.\n" + "=" * 78)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device is {name!r} but torch sees no CUDA device")
+        raise RuntimeError(f"{key} is {name!r} but torch sees no CUDA device")
     return device
 
 
