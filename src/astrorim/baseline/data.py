@@ -190,7 +190,8 @@ def write_dataset(path: str | os.PathLike, dataset: VAEDataset, attrs: dict | No
 
 
 def read_dataset(path: str | os.PathLike) -> VAEDataset:
-    """Read a file written by :func:`write_dataset`."""
+    """Read a file written by :func:`write_dataset`; the images come back as float32 whatever their stored type
+    (a packed copy holds float16)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: VAE dataset not found")
@@ -199,6 +200,6 @@ def read_dataset(path: str | os.PathLike) -> VAEDataset:
         for split in SPLITS:
             if split not in f:
                 raise ValueError(f"{path}: group {split!r} missing")
-            images[split] = f[split]["images"][...]
+            images[split] = f[split]["images"][...].astype(np.float32, copy=False)
             origin[split] = f[split]["origin"].asstr()[...].astype(object)
     return VAEDataset(images, origin)

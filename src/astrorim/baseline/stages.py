@@ -44,16 +44,18 @@ def build_vae_data(settings: BaselineSettings, shards: dict[str, Sequence[PathLi
 
 
 def train_vae_stage(settings: BaselineSettings, data_path: PathLike, model_out: PathLike, history_out: PathLike,
-                    fig_recon: PathLike, fig_rotation: PathLike, fig_training: PathLike, progress: bool = True) -> dict:
+                    fig_recon: PathLike, fig_rotation: PathLike, fig_training: PathLike, progress: bool = True,
+                    resumable: bool = True) -> dict:
     """Train the VAE, fit the latent prior on the training set, write model + history + Figs. 2-3.
 
-    The training state is kept in ``resume/vae_training_state.pt`` beside ``model_out`` until the outputs are
-    written, so a rerun after an interruption continues the training (Snakemake deletes a failed job's declared
-    outputs, never this file)."""
+    With ``resumable``, the training state is kept in ``resume/vae_training_state.pt`` beside ``model_out`` until
+    the outputs are written, so a rerun after an interruption continues the training (Snakemake deletes a failed
+    job's declared outputs, never this file).  Writing it costs four times the weights per epoch (640 MB at the
+    paper's width), which on a machine that is given back after the run buys nothing."""
     ds = vae_data.read_dataset(data_path)
     resume_path = vae_resume_path(model_out)
     vae, history = train_vae(ds.images["train"], ds.images["val"], settings.vae, settings.train, progress=progress,
-                             resume_path=resume_path)
+                             resume_path=resume_path if resumable else None)
     prior = fit_latent_prior(encode_means(vae, ds.images["train"]).numpy(), settings.prior_cov_factor)
     test = ds.images["test"] if len(ds.images["test"]) else ds.images["val"]
     test_origin = ds.origin["test"] if len(ds.images["test"]) else ds.origin["val"]
