@@ -342,3 +342,44 @@ def test_nuts_chain_benchmark_reports_the_posterior_of_a_chain_from_the_workflow
         assert row["n_samples"] == 6 and row["truth"] == pytest.approx(truth[p])
         assert row["mean"] == pytest.approx(float(np.mean(samples[p])), rel=1e-6)
         assert np.mean(row["half_means"]) == pytest.approx(row["mean"], rel=1e-6)
+
+
+def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_snakemake(toy, toy_run, tmp_path,
+                                                                                       repo_root, monkeypatch):
+    """benchmarks/baseline_prior_study.py: ``pack`` rounds the images to float16 (read back as float32), ``run``
+    trains the configuration's VAE on the packed file, fits the given mocks and writes the benchmark JSONs."""
+    import json
+
+    settings, d = toy
+    study = _load_benchmark(repo_root, "baseline_prior_study")
+    packed = tmp_path / "packed.h5"
+    report = study.main(["pack", str(d / "data.h5"), str(packed)])
+    original, half = vae_data.read_dataset(d / "data.h5"), vae_data.read_dataset(packed)
+    assert half.images["train"].dtype == np.float32 and half.counts() == original.counts()
+    assert 0 < report["max_rounding"] <= 2.5e-4
+    np.testing.assert_allclose(half.images["train"], original.images["train"], atol=2.5e-4, rtol=0)
+
+    config_path = _benchmark_config(repo_root, tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    config["baseline"]["vae"].update(width=4, max_epochs=1, patience=1)
+    config_path.write_text(yaml.safe_dump(config))
+    mocks = tmp_path / "given_mocks"
+    mocks.mkdir()
+    (mocks / "system2.npz").write_bytes((d / "system2.npz").read_bytes())
+    out = tmp_path / "out"
+    resume_paths, train = [], stages.train_vae
+    monkeypatch.setattr(stages, "train_vae", lambda *a, **k: resume_paths.append(k["resume_path"]) or train(*a, **k))
+    study.main(["run", "--config", str(config_path), "--data", str(packed), "--mocks-from", str(mocks),
+                "--schedule", "2:0.02", "--truth-start", "2:0.02", "--truth-polish", "2", "--out-dir", str(out),
+                "--quiet"])
+    run_name = config["run_name"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        f"baseline_map_convergence_{run_name}_system2.json", f"baseline_source_prior_fidelity_{run_name}.json",
+        "training.json", "elbo.png", "fig2_reconstructions.png", "fig3_rotation.png"])
+    convergence = json.loads((out / f"baseline_map_convergence_{run_name}_system2.json").read_text())
+    assert [r["start"] for r in convergence["runs"]] == ["prior centre", "truth"]
+    assert convergence["vae_width"] == 4
+    assert len(json.loads((out / "training.json").read_text())["history"]["val_elbo"]) == 1
+    assert resume_paths == [None]  # no resumable state on a machine that is given back
+    with pytest.raises(SystemExit):
+        study.main(["run", "--config", str(config_path), "--data", str(tmp_path / "none.h5"), "--out-dir", str(out)])
