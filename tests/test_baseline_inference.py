@@ -95,6 +95,8 @@ def test_batched_systems_need_one_noise_sigma_per_image(mock):
         run_map_batch(model.forward, model.latent_prior, torch.stack([obs, obs]), [0.1], MapConfig(steps=1))
     with pytest.raises(ValueError, match="> 0"):
         LensingModel(model.forward, model.latent_prior, [0.1, 0.0])
+    # one sigma is kept as given (not rounded to float32), so single-system fits are unchanged by the batching
+    assert LensingModel(model.forward, model.latent_prior, 0.0333).noise_sigma == 0.0333
     two_sigmas = LensingModel(model.forward, model.latent_prior, [0.1, 0.2])
     with pytest.raises(ValueError, match="2 noise sigmas for 3 plate elements"):
         two_sigmas(obs, 3)

@@ -177,7 +177,7 @@ def run_map(model: LensingModel, obs: torch.Tensor, config: MapConfig = MapConfi
 def run_map_batch(forward: LensingForward, latent_prior: LatentPrior, observations: torch.Tensor,
                   noise_sigmas: Sequence[float], config: MapConfig = MapConfig(), progress: bool = True
                   ) -> list[MapResult]:
-    """MAP fits of several systems' images in one batched pass (paper 003, §6: many lenses at once).
+    """MAP fits of several systems' images in one batched pass (paper 003, §6: "batches of images in parallel").
 
     ``observations`` (n_systems, H, W) share ``forward``'s grid and PSF; ``noise_sigmas`` holds each image's
     per-pixel noise sd.  Every system gets ``config.n_starts`` starts, the same ones as a fit of it alone

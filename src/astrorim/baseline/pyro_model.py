@@ -45,7 +45,8 @@ class LensingModel:
             raise ValueError(f"noise_sigma must be one value or a 1-d sequence of values > 0, got {noise_sigma}")
         self.forward = forward
         self.latent_prior = latent_prior
-        self.noise_sigma = float(sigma) if sigma.ndim == 0 else sigma
+        # one value stays a Python float, unrounded to float32, as the likelihood has always used it
+        self.noise_sigma = float(noise_sigma) if sigma.ndim == 0 else sigma
         self.priors = dict(priors)
         self._prior_dists = {name: spec.distribution() for name, spec in self.priors.items()}
 
