@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
@@ -80,14 +81,13 @@ def run(args, parser) -> dict:
                "fig_rotation": baseline_dir / "fig3_rotation.png", "fig_training": vae_dir / "elbo.png"}
 
     t0 = time.perf_counter()
-    import torch
-
     torch.set_num_threads(args.threads)
     info = stages.train_vae_stage(settings, args.data, vae_dir / "vae.pt", vae_dir / "training.json",
                                   progress=not args.quiet, resumable=args.resumable, **figures)
     train_s = time.perf_counter() - t0
     history = info["history"]
-    print(f"VAE: {len(history['val_elbo'])} epochs in {train_s:.0f} s on {settings.train.device!r}, best epoch "
+    print(f"VAE: {len(history['val_elbo'])} epochs in {train_s:.0f} s on {history['device']} "
+          f"(vae.device {settings.train.device!r}), best epoch "
           f"{history['best_epoch']}, test ELBO {info['test_elbo']:.1f}", flush=True)
 
     run_name = config["run_name"]
@@ -108,7 +108,7 @@ def run(args, parser) -> dict:
         shutil.copyfile(path, out_dir / path.name)
     if failed:
         raise SystemExit(f"benchmarks failed: {failed}")
-    summary = {"train_s": train_s, "device": settings.train.device, "test_elbo": info["test_elbo"],
+    summary = {"train_s": train_s, "device": history["device"], "test_elbo": info["test_elbo"],
                "best_epoch": history["best_epoch"], "wall_s": time.perf_counter() - t0}
     for out in jobs:
         if out != fidelity:

@@ -214,6 +214,12 @@ def test_a_device_that_is_not_auto_cpu_or_cuda_is_rejected():
     assert TrainConfig(device="cuda:1").device == "cuda:1"
 
 
+def test_the_history_records_the_device_auto_chose():
+    _, history = train_vae(blobs(12, seed=1), blobs(4, seed=2), VAEConfig(width=4, decoder_sigma=0.05),
+                           TrainConfig(lr=3e-3, batch_size=8, max_epochs=1, patience=1, device="auto"), progress=False)
+    assert history.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_training_on_cuda_without_a_gpu_names_the_setting():
     with pytest.raises(RuntimeError, match="baseline.vae.device is 'cuda'"):
@@ -232,6 +238,7 @@ def test_training_on_cuda_matches_the_cpu_and_hands_back_a_cpu_model(tmp_path, m
     gpu_config = dataclasses.replace(RESUME_CONFIG, device="cuda")
     gpu_vae, gpu_hist = train_vae(train, val, vae_config, gpu_config, progress=False)
     assert all(p.device.type == "cpu" for p in gpu_vae.parameters())
+    assert gpu_hist.device.startswith("cuda") and cpu_hist.device == "cpu"
     np.testing.assert_allclose(gpu_hist.val_elbo, cpu_hist.val_elbo, rtol=2e-2)  # TF32 convolutions
     state = tmp_path / "state.pt"
     with monkeypatch.context() as patch:

@@ -101,7 +101,7 @@ class TrainConfig:
 class TrainHistory:
     """Per-epoch mean ELBO [nats per image] on the training minibatches and on the validation set, the
     learning rate each epoch ran at, the minibatches it skipped for a non-finite loss or gradient and those whose
-    gradient it clipped."""
+    gradient it clipped; and the device the (last part of the) training ran on, which 'auto' leaves open."""
 
     train_elbo: list[float] = field(default_factory=list)
     val_elbo: list[float] = field(default_factory=list)
@@ -110,6 +110,7 @@ class TrainHistory:
     clipped_batches: list[int] = field(default_factory=list)
     best_epoch: int = -1
     wall_s: float = 0.0
+    device: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +154,7 @@ def train_vae(train_images: np.ndarray | torch.Tensor, val_images: np.ndarray | 
     if resume_path is not None and Path(resume_path).exists():
         state = _load_resume_state(Path(resume_path), hashed, vae, opt, schedule, gen)
     train, val = train.to(device), val.to(device)
+    state.history.device = str(device)
     t0 = time.perf_counter() - state.history.wall_s
     bar = tqdm(range(state.next_epoch, train_config.max_epochs), desc="VAE epochs", disable=not progress,
                initial=state.next_epoch, total=train_config.max_epochs)
