@@ -21,3 +21,15 @@ def cpu_affinity() -> int | None:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return None
+
+
+def torch_machine() -> dict:
+    """What a torch benchmark records about where it ran: platform, processor, CPU count, torch's version and
+    thread count, and the load average at the time of the call (the CPU may be shared: read timings with it)."""
+    import platform
+
+    import torch
+
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_end": os.getloadavg()}

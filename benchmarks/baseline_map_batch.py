@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,9 +33,9 @@ from astrorim.baseline.map_fit import run_map, run_map_batch  # noqa: E402
 from astrorim.baseline.priors import LENS_PARAMS  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel  # noqa: E402
 from astrorim.baseline.settings import NOISE_LABELS, parse_settings  # noqa: E402
-from astrorim.config import ConfigError, load_config  # noqa: E402
 
-from _machine import cpu_affinity, cpu_model  # noqa: E402
+from _config import load_config_or_exit  # noqa: E402
+from _machine import cpu_affinity, torch_machine  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -51,10 +49,7 @@ def main(argv=None) -> dict:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        parser.error(str(err))
+    config = load_config_or_exit(parser, config_path)
     settings = parse_settings(config)
     map_config = dataclasses.replace(settings.map, steps=args.steps, polish_iterations=0)
     baseline_dir = Path(config["results_dir"]) / "baseline"
@@ -96,9 +91,7 @@ def main(argv=None) -> dict:
                      "batched_minus_alone": {p: b[p] - a[p] for p in LENS_PARAMS}})
     same_best = [f for f in fits if f["best_start_alone"] == f["best_start_batched"]]
     n = len(images)
-    result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                          "cpu_affinity": cpu_affinity(), "torch_threads": torch.get_num_threads(),
-                          "torch": torch.__version__, "device": "cpu", "load_average_end": os.getloadavg()},
+    result = {"machine": {**torch_machine(), "cpu_affinity": cpu_affinity(), "device": "cpu"},
               "config": str(config_path), "vae": str(vae_path), "vae_width": vae.config.width,
               "images": labels, "map": dataclasses.asdict(map_config),
               "one_by_one": {"wall_s": alone_wall, "cpu_s": alone_cpu, "wall_s_per_image": alone_wall / n,

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -48,9 +46,9 @@ from astrorim.baseline.mocks import observe, render  # noqa: E402
 from astrorim.baseline.priors import LATENT_SITE, LENS_PRIORS, SCALAR_PARAMS  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
-from astrorim.config import ConfigError, load_config  # noqa: E402
 
-from _machine import cpu_model  # noqa: E402
+from _config import load_config_or_exit  # noqa: E402
+from _machine import torch_machine  # noqa: E402
 
 REPORTED = ("r_ein", "slope", "q", "phi", "gamma1", "gamma2")
 
@@ -124,10 +122,7 @@ def main(argv=None) -> dict:
                          f"({phi_support.low:.4f}, {phi_support.high:.4f})")
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        parser.error(str(err))
+    config = load_config_or_exit(parser, config_path)
     settings = parse_settings(config)
     baseline_dir = Path(config["results_dir"]) / "baseline"
     mock_path, vae_path = baseline_dir / "mocks" / f"{args.system}.npz", baseline_dir / "vae" / "vae.pt"
@@ -174,9 +169,7 @@ def main(argv=None) -> dict:
         runs.append(run_one(model, obs, settings.map, *schedules[0], init, truth, "prior centre, phi moved",
                             (args.polish or [0])[0], phi_start=phi))
     runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth", args.truth_polish))
-    result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "load_average_end": os.getloadavg()},
+    result = {"machine": torch_machine(),
               "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
               "source": source_note, "source_origin": source_origin,
               "vae": str(vae_path), "vae_width": vae.config.width,

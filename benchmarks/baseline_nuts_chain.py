@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,9 +33,9 @@ from astrorim.baseline import stages, summary  # noqa: E402
 from astrorim.baseline.io import save_json  # noqa: E402
 from astrorim.baseline.priors import LENS_PARAMS  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
-from astrorim.config import ConfigError, load_config  # noqa: E402
 
-from _machine import cpu_model  # noqa: E402
+from _config import load_config_or_exit  # noqa: E402
+from _machine import torch_machine  # noqa: E402
 
 
 def half_means(x: np.ndarray) -> list[float]:
@@ -62,10 +60,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        parser.error(str(err))
+    config = load_config_or_exit(parser, config_path)
     settings = parse_settings(config)
     nuts = dataclasses.replace(settings.nuts, warmup=args.warmup, samples=args.samples,
                                max_tree_depth=args.max_tree_depth,
@@ -99,9 +94,7 @@ def main(argv=None) -> dict:
         mc_error = row["sd"] / np.sqrt(row["ess"]) if row["ess"] > 0 else float("nan")
         lens.append({**row, "mc_error": float(mc_error), "half_means": half_means(samples[p])})
     fit = stages.load_map(map_path)
-    result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "load_average_end": os.getloadavg()},
+    result = {"machine": torch_machine(),
               "config": str(config_path), "system": args.system, "noise": args.noise, "vae": str(vae_path),
               "map": str(map_path), "map_start": {p: float(fit["best_values"][p]) for p in LENS_PARAMS},
               "nuts": dataclasses.asdict(nuts), "wall_s": wall, "sampler": info,

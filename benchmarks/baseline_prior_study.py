@@ -35,12 +35,14 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))  # _config, also when imported from elsewhere
 
 from astrorim.baseline import data as vae_data  # noqa: E402
 from astrorim.baseline import stages  # noqa: E402
 from astrorim.baseline.io import load_json  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
-from astrorim.config import ConfigError, load_config  # noqa: E402
+
+from _config import load_config_or_exit  # noqa: E402
 
 
 def pack(source: Path, out: Path) -> dict:
@@ -55,10 +57,7 @@ def pack(source: Path, out: Path) -> dict:
 
 def run(args, parser) -> dict:
     config_path = Path(args.config)
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        parser.error(str(err))
+    config = load_config_or_exit(parser, config_path)
     settings = parse_settings(config)
     if not Path(args.data).is_file():
         parser.error(f"{args.data}: VAE data file not found")

@@ -24,8 +24,6 @@ results/benchmarks/baseline_source_prior_fidelity.json) atomically.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when 
 from astrorim.baseline.io import load_json, load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
 from astrorim.baseline.stages import load_mock  # noqa: E402
-from astrorim.config import ConfigError, load_config  # noqa: E402
 
-from _machine import cpu_model  # noqa: E402
+from _config import load_config_or_exit  # noqa: E402
+from _machine import torch_machine  # noqa: E402
 
 MAP_PARAMS = ("r_ein", "slope", "q", "phi")
 
@@ -140,10 +138,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
-    try:
-        config = load_config(config_path)
-    except ConfigError as err:
-        parser.error(str(err))
+    config = load_config_or_exit(parser, config_path)
     mock_dir = Path(config["results_dir"]) / "baseline" / "mocks"
     systems = sorted(config.get("baseline", {}).get("systems", {}))
     if not systems:
@@ -174,8 +169,7 @@ def main(argv=None) -> dict:
             print(f"{label} {name}: rms encoded {r['rms_encoded']:.4f}, best {r['rms_best']:.4f}, "
                   f"orientation {r['orientation_error_deg']:+.2f} deg, axis ratio {r['axis_ratio_best']:.3f} "
                   f"(true {r['axis_ratio_true']:.3f}); high-S/N MAP errors [%] {r.get('map_high_snr_rel_error_pct')}")
-    result = {"machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+    result = {"machine": torch_machine(),
               "config": str(config_path), "steps": args.steps, "lr": args.lr, "vaes": results,
               "created_unix": time.time()}
     save_json(args.out, result)

@@ -65,6 +65,19 @@ def _benchmark_config(repo_root, tmp_path) -> tuple:
     return path
 
 
+def _benchmark_results(toy, repo_root, tmp_path):
+    """A benchmark configuration whose results directory holds the toy VAE and mock."""
+    import shutil
+
+    _, d = toy
+    config = _benchmark_config(repo_root, tmp_path)
+    for sub in ("vae", "mocks", "map"):
+        (tmp_path / "results/baseline" / sub).mkdir(parents=True)
+    shutil.copy(d / "vae.pt", tmp_path / "results/baseline/vae/vae.pt")
+    shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
+    return config
+
+
 def test_all_steps_write_their_outputs(toy, toy_run):
     settings, d = toy
     assert toy_run["counts"]["test"] > 10
@@ -167,19 +180,12 @@ def test_compare_needs_the_lens_light_of_the_test_shards(toy, toy_run, rim_check
 def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path, repo_root):
     """benchmarks/baseline_map_convergence.py on the toy VAE and mock: one row per schedule plus the truth start,
     which (knowing the answer) ends far closer to the truth than two steps from the prior centre."""
-    import importlib.util
     import json
     import shutil
 
     settings, d = toy
-    config = _benchmark_config(repo_root, tmp_path)
-    (tmp_path / "results/baseline/vae").mkdir(parents=True)
-    (tmp_path / "results/baseline/mocks").mkdir(parents=True)
-    shutil.copy(d / "vae.pt", tmp_path / "results/baseline/vae/vae.pt")
-    shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
-    spec = importlib.util.spec_from_file_location("convergence", repo_root / "benchmarks/baseline_map_convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    config = _benchmark_results(toy, repo_root, tmp_path)
+    module = _load_benchmark(repo_root, "baseline_map_convergence")
     out = tmp_path / "convergence.json"
     module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02", "--schedule", "3:0.05",
                  "--phi-start", "1.0", "--truth-start", "2:0.02", "--threads", "1", "--out", str(out)])
@@ -286,19 +292,6 @@ def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, 
     assert case["map_full"]["polish_iterations"] == 3 and len(case["map_full"]["polish_gain"]) == 1
     assert case["map_seconds_per_step"] > 0 and case["nuts"]["samples"] == 2
     assert set(case["targets_met"]) == {"map_cpu_le_2min", "nuts_500_cpu_le_60min", "map_lens_within_1pct"}
-
-
-def _benchmark_results(toy, repo_root, tmp_path):
-    """A benchmark configuration whose results directory holds the toy VAE and mock."""
-    import shutil
-
-    _, d = toy
-    config = _benchmark_config(repo_root, tmp_path)
-    for sub in ("vae", "mocks", "map"):
-        (tmp_path / "results/baseline" / sub).mkdir(parents=True)
-    shutil.copy(d / "vae.pt", tmp_path / "results/baseline/vae/vae.pt")
-    shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
-    return config
 
 
 def test_map_batch_benchmark_fits_every_mock_image_alone_and_batched(toy, toy_run, tmp_path, repo_root):
