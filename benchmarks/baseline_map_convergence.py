@@ -18,6 +18,8 @@ S/N, and the mock re-observed with the same truth and noise seed.
 ``--phi-start PHI`` (repeatable) also runs the first schedule from the prior centre with only the orientation
 phi [rad] changed to PHI: a scan of where the fit ends as a function of where phi starts, which maps the
 local optima that the workflow's few starts can fall into.
+``--only prior-centre`` or ``--only truth`` runs one side alone, so that the two can run in parallel processes
+(``baseline_prior_study.py`` does, and joins their files).
 For each run: the log posterior log p(obs, Theta) [nats], the nats gained over the last tenth of
 the steps, wall and CPU seconds, and the relative errors of the lens parameters.
 
@@ -112,6 +114,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
                              "and re-observe with the same noise seed: a control with no source-model error")
+    parser.add_argument("--only", choices=("prior-centre", "truth"), default=None,
+                        help="run only the prior-centre starts (schedules and --phi-start) or only the truth start")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="results/benchmarks/baseline_map_convergence.json")
     args = parser.parse_args(argv)
@@ -161,14 +165,16 @@ def main(argv=None) -> dict:
     print(f"log p at the truth (encoded source): {log_joint_truth:.1f}")
 
     schedules = args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)]
-    runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
+    runs = [] if args.only == "truth" else [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
             for steps, lr in schedules for polish in (args.polish or [0])]
-    for phi in args.phi_start or []:
+    for phi in [] if args.only == "truth" else args.phi_start or []:
         init = initial_values(model, 1, settings.map.init_jitter, settings.map.seed)
         init["phi"] = torch.tensor([phi], dtype=torch.float32)
         runs.append(run_one(model, obs, settings.map, *schedules[0], init, truth, "prior centre, phi moved",
                             (args.polish or [0])[0], phi_start=phi))
-    runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth", args.truth_polish))
+    if args.only != "prior-centre":
+        runs.append(run_one(model, obs, settings.map, *args.truth_start, truth_init, truth, "truth",
+                            args.truth_polish))
     result = {"machine": torch_machine(),
               "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
               "source": source_note, "source_origin": source_origin,

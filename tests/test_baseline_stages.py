@@ -199,6 +199,11 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     assert abs(final_phi[0]) < 0.1 and abs(final_phi[2] - 1.0) < 0.1
     with pytest.raises(SystemExit):
         module.main(["--config", str(config), "--system", "system2", "--phi-start", "2.0", "--out", str(out)])
+    # Each side alone (for parallel processes) gives the rows of the full run.
+    for only, rows in (("truth", report["runs"][-1:]), ("prior-centre", report["runs"][:1])):
+        part = module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02", "--only", only,
+                            "--truth-start", "2:0.02", "--threads", "1", "--out", str(tmp_path / f"{only}.json")])
+        assert [(r["start"], r["log_joint"]) for r in part["runs"]] == [(r["start"], r["log_joint"]) for r in rows]
     assert np.isfinite(report["log_joint_at_truth_encoded_source"])
     truth_run, centre_run = report["runs"][-1], report["runs"][0]
     assert abs(truth_run["rel_error_pct"]["r_ein"]) < abs(centre_run["rel_error_pct"]["r_ein"])
@@ -354,7 +359,7 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
 
     config_path = _benchmark_config(repo_root, tmp_path)
     config = yaml.safe_load(config_path.read_text())
-    config["baseline"]["vae"].update(width=4, max_epochs=1, patience=1)
+    config["baseline"]["vae"].update(width=4, max_epochs=3, patience=3)
     config_path.write_text(yaml.safe_dump(config))
     mocks = tmp_path / "given_mocks"
     mocks.mkdir()
@@ -362,17 +367,65 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
     out = tmp_path / "out"
     resume_paths, train = [], stages.train_vae
     monkeypatch.setattr(stages, "train_vae", lambda *a, **k: resume_paths.append(k["resume_path"]) or train(*a, **k))
-    study.main(["run", "--config", str(config_path), "--data", str(packed), "--mocks-from", str(mocks),
-                "--schedule", "2:0.02", "--truth-start", "2:0.02", "--truth-polish", "2", "--out-dir", str(out),
-                "--quiet"])
+    # A budget far below one epoch's time cuts the training to one epoch.
+    summary = study.main(["run", "--config", str(config_path), "--data", str(packed), "--mocks-from", str(mocks),
+                          "--schedule", "2:0.02", "--truth-start", "2:0.02", "--truth-polish", "2",
+                          "--train-budget-s", "1e-9", "--out-dir", str(out), "--quiet"])
     run_name = config["run_name"]
     assert sorted(p.name for p in out.iterdir()) == sorted([
         f"baseline_map_convergence_{run_name}_system2.json", f"baseline_source_prior_fidelity_{run_name}.json",
-        "training.json", "elbo.png", "fig2_reconstructions.png", "fig3_rotation.png"])
+        "training.json", "elbo.png", "fig2_reconstructions.png", "fig3_rotation.png", "prior_study.json"])
     convergence = json.loads((out / f"baseline_map_convergence_{run_name}_system2.json").read_text())
     assert [r["start"] for r in convergence["runs"]] == ["prior centre", "truth"]
-    assert convergence["vae_width"] == 4
+    assert convergence["vae_width"] == 4 and len(convergence["wall_s_parallel_parts"]) == 2
+    assert convergence["runs"][1]["polish_iterations"] == 2
     assert len(json.loads((out / "training.json").read_text())["history"]["val_elbo"]) == 1
+    assert json.loads((out / "prior_study.json").read_text())["test_elbo"] == pytest.approx(summary["test_elbo"])
+    assert (summary["configured_epochs"], summary["budgeted_epochs"], summary["epochs"]) == (3, 1, 1)
+    assert summary["pilot_epoch_s"] > 0 and summary["device"] == "cpu" and summary["gpu"] is None
     assert resume_paths == [None]  # no resumable state on a machine that is given back
+    # A budget of many epochs' time leaves the configured count.
+    settings = parse_settings(config)
+    kept, record = study.budgeted_settings(settings, half.images, 1e6)
+    assert kept.train.max_epochs == 3 and record["budgeted_epochs"] == 3
+    assert study.budgeted_settings(settings, half.images, None)[0] is settings
     with pytest.raises(SystemExit):
         study.main(["run", "--config", str(config_path), "--data", str(tmp_path / "none.h5"), "--out-dir", str(out)])
+    for bad in (["--train-budget-s", "0"], ["--deadline-s", "-1"], ["--train-budget-s", "9", "--deadline-s", "9"]):
+        with pytest.raises(SystemExit):
+            study.main(["run", "--config", str(config_path), "--data", str(packed), *bad, "--out-dir", str(out)])
+
+
+def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, repo_root):
+    """``--deadline-s``: the training gets the deadline less the time spent and the padded pilot estimates of the
+    fits and of the stage's work after the training; a deadline the fits alone overrun is refused; fits still
+    running at the deadline are stopped and named."""
+    import argparse
+    import subprocess
+    import sys
+    import time
+
+    settings, d = toy
+    study = _load_benchmark(repo_root, "baseline_prior_study")
+    images = vae_data.read_dataset(d / "data.h5").images
+    args = argparse.Namespace(deadline_s=600.0, threads=1, schedule="900:0.05", truth_start="10:0.02",
+                              truth_polish=20)
+    # the longest process: 900 Adam steps, not 10 + 1.25 x 20, nor the fidelity benchmark's 500
+    assert study.fit_steps(args) == 900
+    assert study.fit_steps(argparse.Namespace(**{**vars(args), "truth_polish": 1000})) == 1260
+    assert study.fit_steps(argparse.Namespace(**{**vars(args), "schedule": "40:0.05"})) == study.FIDELITY_STEPS
+    step_s = study.pilot_fit_step_seconds(settings, d / "system2.npz", 1, steps=4)
+    assert 0 < step_s < 5
+    started = time.perf_counter()
+    plan = study.plan_training(settings, args, images, d / "system2.npz", started)
+    assert plan["fits_estimate_s"] > 0 and plan["after_training_estimate_s"] > 0
+    spent = args.deadline_s - plan["train_budget_s"] - plan["fits_estimate_s"] - plan["after_training_estimate_s"]
+    assert 0 < spent <= time.perf_counter() - started
+    with pytest.raises(SystemExit, match="no time to train"):
+        study.plan_training(settings, argparse.Namespace(**{**vars(args), "deadline_s": 1e-3}), images,
+                            d / "system2.npz", time.perf_counter())
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    t0 = time.perf_counter()
+    assert study.wait_until({"quick": quick, "slow": slow}, time.perf_counter() + 2.0) == ["slow"]
+    assert time.perf_counter() - t0 < 30 and quick.returncode == 0 and slow.returncode != 0
