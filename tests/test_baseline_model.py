@@ -144,3 +144,31 @@ def test_forward_conserves_flux_away_from_the_edges():
     after = fwd.image_from_stamps(stamps, p)
     assert float(after.sum()) == pytest.approx(float(before.sum()), rel=1e-4)
     assert np.isfinite(after.numpy()).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rendering_on_a_gpu_matches_the_cpu_and_returns_to_the_callers_device():
+    """``LensingForward(device='cuda')``: the image and its gradients with respect to the lens parameters and
+    the latent are the CPU's (float32 rounding), come back on the CPU, and the caller's decoder stays there."""
+    from astrorim.baseline.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    decoder = VAE(VAEConfig(width=8)).decoder
+    grid = ImageGrid(64, 8.0)
+    results = []
+    for device in ("cpu", "cuda"):
+        forward = LensingForward(decoder, grid, psf_sigma_arcsec=0.1, device=device)
+        p = {k: torch.tensor([v], requires_grad=True) for k, v in dict(
+            r_ein=1.2, slope=2.1, q=0.7, phi=0.4, x_lens=0.05, y_lens=-0.1, gamma1=0.02, gamma2=-0.01,
+            x_src=0.1, y_src=0.05, scale=5.0, iota=1.0).items()}
+        z = (0.3 * torch.randn(1, 64, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+        image = forward(p, z)
+        assert image.device.type == "cpu"
+        (image ** 2).sum().backward()
+        results.append((image.detach(), {k: v.grad for k, v in p.items()}, z.grad))
+    assert next(decoder.parameters()).device.type == "cpu"
+    (cpu_image, cpu_grads, cpu_zgrad), (gpu_image, gpu_grads, gpu_zgrad) = results
+    torch.testing.assert_close(gpu_image, cpu_image, rtol=1e-4, atol=1e-5 * float(cpu_image.abs().max()))
+    for k in cpu_grads:
+        torch.testing.assert_close(gpu_grads[k], cpu_grads[k], rtol=2e-3, atol=1e-4 * float(cpu_grads[k].abs().max()))
+    torch.testing.assert_close(gpu_zgrad, cpu_zgrad, rtol=2e-3, atol=1e-4 * float(cpu_zgrad.abs().max()))

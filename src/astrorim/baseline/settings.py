@@ -52,8 +52,8 @@ class BaselineSettings:
     nuts: NutsConfig
     compare: dict[str, Any] = field(default_factory=dict)
 
-    def forward(self, decoder) -> LensingForward:
-        return LensingForward(decoder, self.grid, self.psf_sigma_arcsec, self.stamp_width_per_scale)
+    def forward(self, decoder, device: str = "cpu") -> LensingForward:
+        return LensingForward(decoder, self.grid, self.psf_sigma_arcsec, self.stamp_width_per_scale, device=device)
 
     def noise_index(self, label: str) -> int:
         if label not in NOISE_LABELS[: len(self.noise_levels)]:
