@@ -5,7 +5,7 @@
     # there (or anywhere): the VAE stage, then the MAP convergence and fidelity benchmarks with that VAE
     python benchmarks/baseline_prior_study.py run --config config/cpu_small_vae64.yaml \
         --data .devcarry/vae_data_f16.h5 --mocks-from results/cpu_small/baseline/mocks --threads 3 \
-        --deadline-s 540 --out-dir OUT
+        --fit-device auto --deadline-s 540 --out-dir OUT
 
 For machines that have torch but not the workflow's tools (the GPU machine lent to some sessions has neither
 Snakemake nor DVC).  ``run`` does what ``snakemake baseline_train_vae`` does for ``--config`` (the same
@@ -27,6 +27,10 @@ and the VAE stage's work after the training, the training gets what the fits and
 padded by a third), and fits still running at the deadline are stopped, so that a machine's time limit never
 takes the finished results with it.  The configured and the budgeted epoch counts, and the estimates against
 the times taken, are in ``prior_study.json``: a cut run is a shorter training, not the configured one.
+
+``--fit-device cuda`` (or ``auto``) renders the fits' images on the GPU once the training has left it (the Pyro
+model and Adam stay on the CPU), after a three-step fit there has worked; otherwise the fits run on the CPU and
+``prior_study.json`` keeps the error.
 
 ``pack`` rounds every split's images to float16: at most 2.4e-4 of the peak on cpu_small's data, 1 % of the
 decoder's noise sigma (0.02), so a prior trained on it is the same experiment; the file says so in its
@@ -60,6 +64,7 @@ from astrorim.baseline.pyro_model import LensingModel  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
 from astrorim.baseline.train_vae import mean_elbo, train_vae  # noqa: E402
 from astrorim.baseline.vae import VAE  # noqa: E402
+from astrorim.train.step import resolve_device  # noqa: E402
 
 from _config import load_config_or_exit  # noqa: E402
 from baseline_map_convergence import schedule  # noqa: E402
@@ -94,16 +99,17 @@ def pilot_epoch_seconds(settings, images: dict[str, np.ndarray], batches: int = 
     return history.wall_s * len(train) / n
 
 
-def pilot_fit_step_seconds(settings, mock_path: Path, threads: int, steps: int = 20) -> float:
-    """Seconds per Adam step of a one-start MAP fit of the mock's high-S/N image on this CPU with ``threads``
-    threads, with an untrained decoder of the configured width (its cost does not depend on its weights)."""
+def pilot_fit_step_seconds(settings, mock_path: Path, threads: int, steps: int = 20, device: str = "cpu") -> float:
+    """Seconds per Adam step of a one-start MAP fit of the mock's high-S/N image with ``threads`` CPU threads and
+    the images rendered on ``device``, with an untrained decoder of the configured width (its cost does not
+    depend on its weights)."""
     torch.set_num_threads(threads)
     mock = stages.load_mock(mock_path)
     j = settings.noise_index("high")
     vae = VAE(settings.vae)
     prior = fit_latent_prior(torch.randn(4 * settings.vae.latent_dim, settings.vae.latent_dim,
                                          generator=torch.Generator().manual_seed(0)), settings.prior_cov_factor)
-    model = LensingModel(settings.forward(vae.decoder), prior, float(mock["noise_levels"][j]))
+    model = LensingModel(settings.forward(vae.decoder, device=device), prior, float(mock["noise_levels"][j]))
     obs = torch.as_tensor(mock["observations"][j])
     fit = dataclasses.replace(settings.map, n_starts=1, record_every=0, polish_iterations=0)
     run_map(model, obs, dataclasses.replace(fit, steps=3), progress=False)
@@ -138,7 +144,8 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
     their processes' threads outnumber the CPUs."""
     # the fits' processes (two per system, and the fidelity benchmark) share the CPUs
     crowding = max(1.0, (2 * len(settings.systems) + 1) * args.threads / (os.cpu_count() or 1))
-    step_s = pilot_fit_step_seconds(settings, mock_path, args.threads)
+    fit_device = fit_device_or_cpu(settings, mock_path, args)
+    step_s = pilot_fit_step_seconds(settings, mock_path, args.threads, device=fit_device["fit_device"])
     fit_s = PLAN_MARGIN * crowding * (PROCESS_START_S + fit_steps(args) * step_s)
     after_s = PLAN_MARGIN * pilot_after_training_seconds(settings, images, args.threads)
     elapsed = time.perf_counter() - started
@@ -148,8 +155,25 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
     if budget <= 0:
         raise SystemExit(f"--deadline-s {args.deadline_s:.0f} leaves no time to train (the fits alone need "
                          f"~{fit_s:.0f} s): give more time, --threads or fewer --schedule steps")
-    return {"deadline_s": args.deadline_s, "cpu_crowding": crowding, "fits_estimate_s": fit_s, "after_training_estimate_s": after_s,
+    return {"deadline_s": args.deadline_s, **fit_device, "fit_step_s": step_s, "cpu_crowding": crowding,
+            "fits_estimate_s": fit_s, "after_training_estimate_s": after_s,
             "train_budget_s": budget}
+
+
+def fit_device_or_cpu(settings, mock_path: Path, args) -> dict:
+    """Where the fits render their images: ``--fit-device`` resolved, or the CPU should a three-step fit there
+    fail (a GPU path that breaks must not cost the run); the error is kept for the record."""
+    try:
+        asked = args.fit_device
+        if asked == "auto":
+            asked = "cuda" if torch.cuda.is_available() else "cpu"
+        device = str(resolve_device(asked, key="--fit-device"))
+        if device != "cpu":
+            pilot_fit_step_seconds(settings, mock_path, args.threads, steps=3, device=device)
+        return {"fit_device": device, "fit_device_error": None}
+    except Exception as err:  # noqa: BLE001 -- any failure there means: fit on the CPU
+        print(f"fits on the CPU: rendering on {args.fit_device!r} failed: {err!r}", flush=True)
+        return {"fit_device": "cpu", "fit_device_error": repr(err)}
 
 
 def budgeted_settings(settings, images: dict[str, np.ndarray], budget_s: float | None) -> tuple[object, dict]:
@@ -208,8 +232,9 @@ def run(args, parser) -> dict:
                "fig_rotation": baseline_dir / "fig3_rotation.png", "fig_training": vae_dir / "elbo.png"}
 
     images = vae_data.read_dataset(args.data).images
-    plan = {} if args.deadline_s is None else plan_training(
-        settings, args, images, mocks_dir / f"{next(iter(settings.systems))}.npz", started)
+    first_mock = mocks_dir / f"{next(iter(settings.systems))}.npz"
+    plan = fit_device_or_cpu(settings, first_mock, args) if args.deadline_s is None else plan_training(
+        settings, args, images, first_mock, started)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     settings, budget = budgeted_settings(settings, images, plan.get("train_budget_s", args.train_budget_s))
@@ -236,7 +261,7 @@ def run(args, parser) -> dict:
             jobs[part] = [sys.executable, str(HERE / "baseline_map_convergence.py"), "--config", str(config_path),
                           "--system", name, "--noise", "high", "--schedule", args.schedule, "--only", only,
                           "--truth-start", args.truth_start, "--truth-polish", str(args.truth_polish),
-                          "--threads", str(args.threads), "--out", str(part)]
+                          "--device", plan["fit_device"], "--threads", str(args.threads), "--out", str(part)]
     fidelity = out_dir / f"baseline_source_prior_fidelity_{run_name}.json"
     jobs[fidelity] = [sys.executable, str(HERE / "baseline_source_prior_fidelity.py"), "--config", str(config_path),
                       "--vae", f"{run_name}={vae_dir / 'vae.pt'}", "--steps", str(FIDELITY_STEPS),
@@ -300,6 +325,9 @@ def main(argv=None) -> dict:
     r.add_argument("--train-budget-s", type=float, default=None,
                    help="train only the epochs that fit in this many seconds, as a pilot of a few minibatches "
                         "estimates them (default: the configured max_epochs)")
+    r.add_argument("--fit-device", default="cpu",
+                   help="where the MAP fits render their images (cpu, cuda[:N], auto); the CPU should a short "
+                        "fit there fail")
     r.add_argument("--deadline-s", type=float, default=None,
                    help="end within this many seconds of the start: pilots time an epoch, a fit step and the rest "
                         "of the VAE stage, the training gets what the fits leave, and fits still running at the "

@@ -383,6 +383,8 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
     assert json.loads((out / "prior_study.json").read_text())["test_elbo"] == pytest.approx(summary["test_elbo"])
     assert (summary["configured_epochs"], summary["budgeted_epochs"], summary["epochs"]) == (3, 1, 1)
     assert summary["pilot_epoch_s"] > 0 and summary["device"] == "cpu" and summary["gpu"] is None
+    assert (summary["fit_device"], summary["fit_device_error"]) == ("cpu", None)
+    assert convergence["render_device"] == "cpu"
     assert resume_paths == [None]  # no resumable state on a machine that is given back
     # A budget of many epochs' time leaves the configured count.
     settings = parse_settings(config)
@@ -409,7 +411,7 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, re
     study = _load_benchmark(repo_root, "baseline_prior_study")
     images = vae_data.read_dataset(d / "data.h5").images
     args = argparse.Namespace(deadline_s=600.0, threads=1, schedule="900:0.05", truth_start="10:0.02",
-                              truth_polish=20)
+                              truth_polish=20, fit_device="cpu")
     # the longest process: 900 Adam steps, not 10 + 1.25 x 20, nor the fidelity benchmark's 500
     assert study.fit_steps(args) == 900
     assert study.fit_steps(argparse.Namespace(**{**vars(args), "truth_polish": 1000})) == 1260
@@ -424,6 +426,11 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, re
     with pytest.raises(SystemExit, match="no time to train"):
         study.plan_training(settings, argparse.Namespace(**{**vars(args), "deadline_s": 1e-3}), images,
                             d / "system2.npz", time.perf_counter())
+    if not torch.cuda.is_available():  # a fit device that fails sends the fits to the CPU, with the error kept
+        chosen = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="cuda", threads=1))
+        assert chosen["fit_device"] == "cpu" and "CUDA" in chosen["fit_device_error"]
+        auto = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="auto", threads=1))
+        assert auto == {"fit_device": "cpu", "fit_device_error": None}
     quick = subprocess.Popen([sys.executable, "-c", "pass"])
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     t0 = time.perf_counter()
