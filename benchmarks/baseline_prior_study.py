@@ -24,8 +24,8 @@ systems, the most the device machine returns.
 and times them, and ``max_epochs`` is cut to the epochs that fit (the cosine schedule anneals over those).
 ``--deadline-s`` fits the whole run into one: pilots also time a MAP step of the configured width on this CPU
 and the VAE stage's work after the training, the training gets what the fits and that work leave (each estimate
-padded by a third), and fits still running at the deadline are stopped, so that a machine's time limit never
-takes the finished results with it.  The configured and the budgeted epoch counts, and the estimates against
+padded by a third; but at least half of the time left), and fits still running at the deadline are stopped, so
+that a machine's time limit never takes the finished results with it.  The configured and the budgeted epoch counts, and the estimates against
 the times taken, are in ``prior_study.json``: a cut run is a shorter training, not the configured one.
 
 ``--fit-device cuda`` (or ``auto``) renders the fits' images on the GPU once the training has left it (the Pyro
@@ -73,6 +73,7 @@ from _machine import torch_machine  # noqa: E402
 
 PLAN_MARGIN = 4 / 3  # the pilots time each piece alone; the fits then share the machine's cores
 PROCESS_START_S = 20.0  # a fit process's imports, loading the VAE, the log posterior at the truth
+MIN_TRAIN_SHARE = 0.5  # of the time left, whatever the fits would need
 FIDELITY_STEPS = 500  # Adam steps of the fidelity benchmark's best decoder drawing (its default)
 
 
@@ -141,7 +142,9 @@ def fit_steps(args) -> float:
 def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path, started: float) -> dict:
     """The training budget [s] that leaves the fits and the rest of the VAE stage time to end by ``--deadline-s``
     (from ``started``), from pilots of each; each estimate is padded by ``PLAN_MARGIN``, and the fits' by how far
-    their processes' threads outnumber the CPUs."""
+    their processes' threads outnumber the CPUs.  The training keeps at least ``MIN_TRAIN_SHARE`` of the time
+    left after the stage's own work: should the fits need more than the rest, those still running at the deadline
+    are stopped, and the training, the fidelity benchmark and the fits that ended are still on record."""
     # the fits' processes (two per system, and the fidelity benchmark) share the CPUs
     crowding = max(1.0, (2 * len(settings.systems) + 1) * args.threads / (os.cpu_count() or 1))
     fit_device = fit_device_or_cpu(settings, mock_path, args)
@@ -149,15 +152,20 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
     fit_s = PLAN_MARGIN * crowding * (PROCESS_START_S + fit_steps(args) * step_s)
     after_s = PLAN_MARGIN * pilot_after_training_seconds(settings, images, args.threads)
     elapsed = time.perf_counter() - started
-    budget = args.deadline_s - elapsed - after_s - fit_s
-    print(f"plan: of the {args.deadline_s:.0f} s, {elapsed:.0f} s are spent, the fits need ~{fit_s:.0f} s and the "
-          f"stage after the training ~{after_s:.0f} s: {budget:.0f} s for the training", flush=True)
-    if budget <= 0:
-        raise SystemExit(f"--deadline-s {args.deadline_s:.0f} leaves no time to train (the fits alone need "
-                         f"~{fit_s:.0f} s): give more time, --threads or fewer --schedule steps")
+    left_s = args.deadline_s - elapsed - after_s
+    if left_s <= 0:
+        raise SystemExit(f"--deadline-s {args.deadline_s:.0f} leaves no time to train: {elapsed:.0f} s are spent "
+                         f"and the VAE stage's work after the training needs ~{after_s:.0f} s")
+    budget = max(left_s - fit_s, MIN_TRAIN_SHARE * left_s)
+    fits_cut = budget > left_s - fit_s
+    print(f"plan: of the {args.deadline_s:.0f} s, {elapsed:.0f} s are spent, the stage after the training needs "
+          f"~{after_s:.0f} s and the fits ~{fit_s:.0f} s: {budget:.0f} s for the training"
+          + (f" (its share of {MIN_TRAIN_SHARE:.0%}; fits still running at the deadline will be stopped: give a "
+             f"later deadline, fewer --schedule steps, or render them on a GPU with --fit-device)" if fits_cut
+             else ""), flush=True)
     return {"deadline_s": args.deadline_s, **fit_device, "fit_step_s": step_s, "cpu_crowding": crowding,
-            "fits_estimate_s": fit_s, "after_training_estimate_s": after_s,
-            "train_budget_s": budget}
+            "fits_estimate_s": fit_s, "after_training_estimate_s": after_s, "time_left_s": left_s,
+            "train_budget_s": budget, "fits_expected_to_overrun": fits_cut}
 
 
 def fit_device_or_cpu(settings, mock_path: Path, args) -> dict:

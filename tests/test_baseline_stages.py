@@ -421,8 +421,13 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, re
     started = time.perf_counter()
     plan = study.plan_training(settings, args, images, d / "system2.npz", started)
     assert plan["fits_estimate_s"] > 0 and plan["after_training_estimate_s"] > 0
-    spent = args.deadline_s - plan["train_budget_s"] - plan["fits_estimate_s"] - plan["after_training_estimate_s"]
-    assert 0 < spent <= time.perf_counter() - started
+    assert plan["train_budget_s"] == pytest.approx(plan["time_left_s"] - plan["fits_estimate_s"])
+    spent = args.deadline_s - plan["time_left_s"] - plan["after_training_estimate_s"]
+    assert 0 < spent <= time.perf_counter() - started and not plan["fits_expected_to_overrun"]
+    # Fits that need more than half the time left get the other half, and say so.
+    tight = argparse.Namespace(**{**vars(args), "deadline_s": 1.5 * plan["fits_estimate_s"]})
+    cut = study.plan_training(settings, tight, images, d / "system2.npz", time.perf_counter())
+    assert cut["fits_expected_to_overrun"] and cut["train_budget_s"] == pytest.approx(0.5 * cut["time_left_s"])
     with pytest.raises(SystemExit, match="no time to train"):
         study.plan_training(settings, argparse.Namespace(**{**vars(args), "deadline_s": 1e-3}), images,
                             d / "system2.npz", time.perf_counter())
