@@ -277,6 +277,8 @@ def run(args, parser) -> dict:
                       "--out", str(fidelity)]
     # The fits' progress bars go to a log each; their result lines (stdout) stay in this command's output.
     logs = {out: open(parts_dir / f"{out.stem}.log", "w") for out in jobs}
+    for part in (out for parts in joined.values() for out in parts):
+        part.unlink(missing_ok=True)  # an earlier run's part must not stand in for one stopped at the deadline
     fits_started = time.perf_counter()
     running = {out: subprocess.Popen(cmd, stderr=logs[out]) for out, cmd in jobs.items()}
     unfinished = wait_until(running, None if args.deadline_s is None else started + args.deadline_s)
@@ -285,9 +287,10 @@ def run(args, parser) -> dict:
         log.close()
     failed = [str(out) for out, proc in running.items() if proc.returncode != 0 and str(out) not in unfinished]
     for out, parts in joined.items():
-        if not all(part.is_file() for part in parts):
+        finished = [part for part in parts if part.is_file()]  # a fit stopped at the deadline wrote nothing
+        if not finished:
             continue
-        for r in join_runs(parts, out)["runs"]:
+        for r in join_runs(finished, out)["runs"]:
             print(f"{out.stem}: {r['start']}: " + ", ".join(
                 f"{p} {r['rel_error_pct'][p]:+.2f} %" for p in ("r_ein", "slope", "q", "phi")))
     summary = {"config": str(config_path), "data": str(args.data), "train_s": train_s, "device": history["device"],

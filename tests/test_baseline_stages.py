@@ -441,3 +441,35 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, re
     t0 = time.perf_counter()
     assert study.wait_until({"quick": quick, "slow": slow}, time.perf_counter() + 2.0) == ["slow"]
     assert time.perf_counter() - t0 < 30 and quick.returncode == 0 and slow.returncode != 0
+
+
+def test_prior_study_stops_the_fits_at_the_deadline_and_keeps_what_finished(toy, toy_run, tmp_path, repo_root):
+    """A prior-centre fit far too long for ``--deadline-s``: the training keeps its share, the fit is stopped at
+    the deadline and named, and the truth start and the fidelity benchmark, which ended, are on record."""
+    import json
+
+    settings, d = toy
+    study = _load_benchmark(repo_root, "baseline_prior_study")
+    config_path = _benchmark_config(repo_root, tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    config["baseline"]["vae"].update(width=4, max_epochs=2, patience=2)
+    config_path.write_text(yaml.safe_dump(config))
+    mocks = tmp_path / "given_mocks"
+    mocks.mkdir()
+    (mocks / "system2.npz").write_bytes((d / "system2.npz").read_bytes())
+    out = tmp_path / "out"
+    parts = tmp_path / "results/baseline/prior_study_parts"
+    parts.mkdir(parents=True)
+    (parts / "system2_prior-centre.json").write_text("{}")  # an earlier run's part must not be joined
+    with pytest.raises(SystemExit, match="stopped at the deadline"):
+        study.main(["run", "--config", str(config_path), "--data", str(d / "data.h5"), "--mocks-from", str(mocks),
+                    "--schedule", "1000000:0.02", "--truth-start", "2:0.02", "--truth-polish", "0",
+                    "--deadline-s", "30", "--out-dir", str(out), "--quiet"])
+    summary = json.loads((out / "prior_study.json").read_text())
+    assert summary["fits_expected_to_overrun"] and summary["epochs"] == 2
+    assert summary["unfinished_at_deadline"] == [str(parts / "system2_prior-centre.json")]
+    assert summary["failed"] == [] and summary["wall_s"] < 60
+    convergence = json.loads((out / f"baseline_map_convergence_{config['run_name']}_system2.json").read_text())
+    assert [r["start"] for r in convergence["runs"]] == ["truth"]
+    assert (out / f"baseline_source_prior_fidelity_{config['run_name']}.json").is_file()
+    assert (out / "training.json").is_file()
