@@ -169,9 +169,10 @@ def main(argv=None) -> dict:
     print(f"log p at the truth (encoded source): {log_joint_truth:.1f}")
 
     schedules = args.schedule or [(1500, 0.02), (6000, 0.02), (3000, 0.05)]
-    runs = [] if args.only == "truth" else [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
-            for steps, lr in schedules for polish in (args.polish or [0])]
-    for phi in [] if args.only == "truth" else args.phi_start or []:
+    centre = args.only != "truth"
+    runs = [run_one(model, obs, settings.map, steps, lr, None, truth, "prior centre", polish)
+            for steps, lr in (schedules if centre else []) for polish in (args.polish or [0])]
+    for phi in (args.phi_start or []) if centre else []:
         init = initial_values(model, 1, settings.map.init_jitter, settings.map.seed)
         init["phi"] = torch.tensor([phi], dtype=torch.float32)
         runs.append(run_one(model, obs, settings.map, *schedules[0], init, truth, "prior centre, phi moved",

@@ -22,11 +22,12 @@ systems, the most the device machine returns.
 
 ``--train-budget-s`` fits the training into a time limit: a pilot trains a few minibatches with the real code
 and times them, and ``max_epochs`` is cut to the epochs that fit (the cosine schedule anneals over those).
-``--deadline-s`` fits the whole run into one: pilots also time a MAP step of the configured width on this CPU
-and the VAE stage's work after the training, the training gets what the fits and that work leave (each estimate
-padded by a third; but at least half of the time left), and fits still running at the deadline are stopped, so
-that a machine's time limit never takes the finished results with it.  The configured and the budgeted epoch counts, and the estimates against
-the times taken, are in ``prior_study.json``: a cut run is a shorter training, not the configured one.
+``--deadline-s`` fits the whole run into one: pilots also time a MAP step of the configured width (rendered on
+``--fit-device``) and the VAE stage's work after the training, the training gets what the fits and that work
+leave (each estimate padded by a third; but at least half of the time left), and fits still running at the
+deadline are stopped, so that a machine's time limit never takes the finished results with it.  The configured
+and the budgeted epoch counts, and the estimates against the times taken, are in ``prior_study.json``: a cut run
+is a shorter training, not the configured one.
 
 ``--fit-device cuda`` (or ``auto``) renders the fits' images on the GPU once the training has left it (the Pyro
 model and Adam stay on the CPU), after a three-step fit there has worked; otherwise the fits run on the CPU and

@@ -464,12 +464,18 @@ def test_prior_study_stops_the_fits_at_the_deadline_and_keeps_what_finished(toy,
     with pytest.raises(SystemExit, match="stopped at the deadline"):
         study.main(["run", "--config", str(config_path), "--data", str(d / "data.h5"), "--mocks-from", str(mocks),
                     "--schedule", "1000000:0.02", "--truth-start", "2:0.02", "--truth-polish", "0",
-                    "--deadline-s", "30", "--out-dir", str(out), "--quiet"])
+                    "--deadline-s", "40", "--out-dir", str(out), "--quiet"])
     summary = json.loads((out / "prior_study.json").read_text())
     assert summary["fits_expected_to_overrun"] and summary["epochs"] == 2
-    assert summary["unfinished_at_deadline"] == [str(parts / "system2_prior-centre.json")]
-    assert summary["failed"] == [] and summary["wall_s"] < 60
-    convergence = json.loads((out / f"baseline_map_convergence_{config['run_name']}_system2.json").read_text())
-    assert [r["start"] for r in convergence["runs"]] == ["truth"]
-    assert (out / f"baseline_source_prior_fidelity_{config['run_name']}.json").is_file()
+    assert summary["failed"] == [] and summary["wall_s"] < 40 + 15
+    # The long fit cannot have ended; the short ones do on an idle machine, but a loaded one may stop them too.
+    stopped = set(summary["unfinished_at_deadline"])
+    assert str(parts / "system2_prior-centre.json") in stopped
+    convergence = out / f"baseline_map_convergence_{config['run_name']}_system2.json"
+    if str(parts / "system2_truth.json") in stopped:
+        assert not convergence.exists()
+    else:
+        assert [r["start"] for r in json.loads(convergence.read_text())["runs"]] == ["truth"]
+    fidelity = out / f"baseline_source_prior_fidelity_{config['run_name']}.json"
+    assert fidelity.is_file() == (str(fidelity) not in stopped)
     assert (out / "training.json").is_file()
