@@ -288,7 +288,8 @@ def run(args, parser) -> dict:
         log.close()
     failed = [str(out) for out, proc in running.items() if proc.returncode != 0 and str(out) not in unfinished]
     for out, parts in joined.items():
-        finished = [part for part in parts if part.is_file()]  # a fit stopped at the deadline wrote nothing
+        # written atomically, a part that exists is whole, even if its process was stopped while it exited
+        finished = [part for part in parts if part.is_file()]
         if not finished:
             continue
         for r in join_runs(finished, out)["runs"]:

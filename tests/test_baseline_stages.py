@@ -398,7 +398,7 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
             study.main(["run", "--config", str(config_path), "--data", str(packed), *bad, "--out-dir", str(out)])
 
 
-def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, repo_root):
+def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, toy_run, tmp_path, repo_root):
     """``--deadline-s``: the training gets the deadline less the time spent and the padded pilot estimates of the
     fits and of the stage's work after the training; a deadline the fits alone overrun is refused; fits still
     running at the deadline are stopped and named."""
@@ -424,8 +424,8 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, tmp_path, re
     assert plan["train_budget_s"] == pytest.approx(plan["time_left_s"] - plan["fits_estimate_s"])
     spent = args.deadline_s - plan["time_left_s"] - plan["after_training_estimate_s"]
     assert 0 < spent <= time.perf_counter() - started and not plan["fits_expected_to_overrun"]
-    # Fits that need more than half the time left get the other half, and say so.
-    tight = argparse.Namespace(**{**vars(args), "deadline_s": 1.5 * plan["fits_estimate_s"]})
+    # Fits that need more than half the time left (here far more than all of it) get the other half, and say so.
+    tight = argparse.Namespace(**{**vars(args), "schedule": "100000000:0.05"})
     cut = study.plan_training(settings, tight, images, d / "system2.npz", time.perf_counter())
     assert cut["fits_expected_to_overrun"] and cut["train_budget_s"] == pytest.approx(0.5 * cut["time_left_s"])
     with pytest.raises(SystemExit, match="no time to train"):
@@ -468,14 +468,17 @@ def test_prior_study_stops_the_fits_at_the_deadline_and_keeps_what_finished(toy,
     summary = json.loads((out / "prior_study.json").read_text())
     assert summary["fits_expected_to_overrun"] and summary["epochs"] == 2
     assert summary["failed"] == [] and summary["wall_s"] < 40 + 15
-    # The long fit cannot have ended; the short ones do on an idle machine, but a loaded one may stop them too.
+    # The long fit cannot have ended; the short ones do on an idle machine, but a loaded one may stop them too
+    # (after writing their result, which is then kept: the files are written atomically, so one that exists is whole).
     stopped = set(summary["unfinished_at_deadline"])
     assert str(parts / "system2_prior-centre.json") in stopped
+    truth_part = parts / "system2_truth.json"
+    assert truth_part.is_file() or str(truth_part) in stopped
     convergence = out / f"baseline_map_convergence_{config['run_name']}_system2.json"
-    if str(parts / "system2_truth.json") in stopped:
-        assert not convergence.exists()
-    else:
+    if truth_part.is_file():
         assert [r["start"] for r in json.loads(convergence.read_text())["runs"]] == ["truth"]
+    else:
+        assert not convergence.exists()
     fidelity = out / f"baseline_source_prior_fidelity_{config['run_name']}.json"
-    assert fidelity.is_file() == (str(fidelity) not in stopped)
+    assert fidelity.is_file() or str(fidelity) in stopped
     assert (out / "training.json").is_file()
