@@ -30,7 +30,7 @@ and the budgeted epoch counts, and the estimates against the times taken, are in
 is a shorter training, not the configured one.
 
 ``--fit-device cuda`` (or ``auto``) renders the fits' images on the GPU once the training has left it (the Pyro
-model and Adam stay on the CPU), after a three-step fit there has worked; otherwise the fits run on the CPU and
+model and Adam stay on the CPU), after a pilot fit there has worked; otherwise the fits run on the CPU and
 ``prior_study.json`` keeps the error.
 
 ``pack`` rounds every split's images to float16: at most 2.4e-4 of the peak on cpu_small's data, 1 % of the
@@ -148,9 +148,8 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
     are stopped, and the training, the fidelity benchmark and the fits that ended are still on record."""
     # the fits' processes (two per system, and the fidelity benchmark) share the CPUs
     crowding = max(1.0, (2 * len(settings.systems) + 1) * args.threads / (os.cpu_count() or 1))
-    fit_device = fit_device_or_cpu(settings, mock_path, args)
-    step_s = pilot_fit_step_seconds(settings, mock_path, args.threads, device=fit_device["fit_device"])
-    fit_s = PLAN_MARGIN * crowding * (PROCESS_START_S + fit_steps(args) * step_s)
+    fit_device = fit_device_or_cpu(settings, mock_path, args, steps=20)
+    fit_s = PLAN_MARGIN * crowding * (PROCESS_START_S + fit_steps(args) * fit_device["fit_step_s"])
     after_s = PLAN_MARGIN * pilot_after_training_seconds(settings, images, args.threads)
     elapsed = time.perf_counter() - started
     left_s = args.deadline_s - elapsed - after_s
@@ -164,25 +163,26 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
           + (f" (its share of {MIN_TRAIN_SHARE:.0%}; fits still running at the deadline will be stopped: give a "
              f"later deadline, fewer --schedule steps, or render them on a GPU with --fit-device)" if fits_cut
              else ""), flush=True)
-    return {"deadline_s": args.deadline_s, **fit_device, "fit_step_s": step_s, "cpu_crowding": crowding,
+    return {"deadline_s": args.deadline_s, **fit_device, "cpu_crowding": crowding,
             "fits_estimate_s": fit_s, "after_training_estimate_s": after_s, "time_left_s": left_s,
             "train_budget_s": budget, "fits_expected_to_overrun": fits_cut}
 
 
-def fit_device_or_cpu(settings, mock_path: Path, args) -> dict:
-    """Where the fits render their images: ``--fit-device`` resolved, or the CPU should a three-step fit there
-    fail (a GPU path that breaks must not cost the run); the error is kept for the record."""
+def fit_device_or_cpu(settings, mock_path: Path, args, steps: int) -> dict:
+    """Where the fits render their images and the seconds per MAP step there, from a pilot fit of ``steps`` steps
+    on ``--fit-device``, or on the CPU should that fit fail (a GPU path that breaks must not cost the run); the
+    error is kept for the record."""
     try:
         asked = args.fit_device
         if asked == "auto":
             asked = "cuda" if torch.cuda.is_available() else "cpu"
         device = str(resolve_device(asked, key="--fit-device"))
-        if device != "cpu":
-            pilot_fit_step_seconds(settings, mock_path, args.threads, steps=3, device=device)
-        return {"fit_device": device, "fit_device_error": None}
+        step_s = pilot_fit_step_seconds(settings, mock_path, args.threads, steps=steps, device=device)
+        return {"fit_device": device, "fit_device_error": None, "fit_step_s": step_s}
     except Exception as err:  # noqa: BLE001 -- any failure there means: fit on the CPU
         print(f"fits on the CPU: rendering on {args.fit_device!r} failed: {err!r}", flush=True)
-        return {"fit_device": "cpu", "fit_device_error": repr(err)}
+        return {"fit_device": "cpu", "fit_device_error": repr(err),
+                "fit_step_s": pilot_fit_step_seconds(settings, mock_path, args.threads, steps=steps)}
 
 
 def budgeted_settings(settings, images: dict[str, np.ndarray], budget_s: float | None) -> tuple[object, dict]:
@@ -242,7 +242,7 @@ def run(args, parser) -> dict:
 
     images = vae_data.read_dataset(args.data).images
     first_mock = mocks_dir / f"{next(iter(settings.systems))}.npz"
-    plan = fit_device_or_cpu(settings, first_mock, args) if args.deadline_s is None else plan_training(
+    plan = fit_device_or_cpu(settings, first_mock, args, steps=3) if args.deadline_s is None else plan_training(
         settings, args, images, first_mock, started)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -342,6 +342,20 @@ def test_nuts_chain_benchmark_reports_the_posterior_of_a_chain_from_the_workflow
         assert np.mean(row["half_means"]) == pytest.approx(row["mean"], rel=1e-6)
 
 
+def _prior_study_setup(toy, repo_root, tmp_path, epochs: int) -> tuple:
+    """A benchmark configuration with a width-4 VAE of ``epochs`` epochs, and a folder with the toy's mock to
+    hand the prior study (``--mocks-from``)."""
+    _, d = toy
+    config_path = _benchmark_config(repo_root, tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    config["baseline"]["vae"].update(width=4, max_epochs=epochs, patience=epochs)
+    config_path.write_text(yaml.safe_dump(config))
+    mocks = tmp_path / "given_mocks"
+    mocks.mkdir()
+    (mocks / "system2.npz").write_bytes((d / "system2.npz").read_bytes())
+    return config_path, config, mocks
+
+
 def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_snakemake(toy, toy_run, tmp_path,
                                                                                        repo_root, monkeypatch):
     """benchmarks/baseline_prior_study.py: ``pack`` rounds the images to float16 (read back as float32), ``run``
@@ -357,13 +371,7 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
     assert 0 < report["max_rounding"] <= 2.5e-4
     np.testing.assert_allclose(half.images["train"], original.images["train"], atol=2.5e-4, rtol=0)
 
-    config_path = _benchmark_config(repo_root, tmp_path)
-    config = yaml.safe_load(config_path.read_text())
-    config["baseline"]["vae"].update(width=4, max_epochs=3, patience=3)
-    config_path.write_text(yaml.safe_dump(config))
-    mocks = tmp_path / "given_mocks"
-    mocks.mkdir()
-    (mocks / "system2.npz").write_bytes((d / "system2.npz").read_bytes())
+    config_path, config, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=3)
     out = tmp_path / "out"
     resume_paths, train = [], stages.train_vae
     monkeypatch.setattr(stages, "train_vae", lambda *a, **k: resume_paths.append(k["resume_path"]) or train(*a, **k))
@@ -432,10 +440,12 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, toy_run, tmp
         study.plan_training(settings, argparse.Namespace(**{**vars(args), "deadline_s": 1e-3}), images,
                             d / "system2.npz", time.perf_counter())
     if not torch.cuda.is_available():  # a fit device that fails sends the fits to the CPU, with the error kept
-        chosen = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="cuda", threads=1))
-        assert chosen["fit_device"] == "cpu" and "CUDA" in chosen["fit_device_error"]
-        auto = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="auto", threads=1))
-        assert auto == {"fit_device": "cpu", "fit_device_error": None}
+        chosen = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="cuda", threads=1),
+                                         steps=2)
+        assert chosen["fit_device"] == "cpu" and "CUDA" in chosen["fit_device_error"] and chosen["fit_step_s"] > 0
+        auto = study.fit_device_or_cpu(settings, d / "system2.npz", argparse.Namespace(fit_device="auto", threads=1),
+                                       steps=2)
+        assert (auto["fit_device"], auto["fit_device_error"]) == ("cpu", None) and auto["fit_step_s"] > 0
     quick = subprocess.Popen([sys.executable, "-c", "pass"])
     slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     t0 = time.perf_counter()
@@ -450,13 +460,7 @@ def test_prior_study_stops_the_fits_at_the_deadline_and_keeps_what_finished(toy,
 
     settings, d = toy
     study = _load_benchmark(repo_root, "baseline_prior_study")
-    config_path = _benchmark_config(repo_root, tmp_path)
-    config = yaml.safe_load(config_path.read_text())
-    config["baseline"]["vae"].update(width=4, max_epochs=2, patience=2)
-    config_path.write_text(yaml.safe_dump(config))
-    mocks = tmp_path / "given_mocks"
-    mocks.mkdir()
-    (mocks / "system2.npz").write_bytes((d / "system2.npz").read_bytes())
+    config_path, config, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=2)
     out = tmp_path / "out"
     parts = tmp_path / "results/baseline/prior_study_parts"
     parts.mkdir(parents=True)
