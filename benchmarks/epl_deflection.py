@@ -1,0 +1,142 @@
+"""Seconds for one EPL deflection and its gradient on the paper-003 grid, optionally against another revision's code.
+
+    python benchmarks/epl_deflection.py --threads 1 --compare-rev 56886b1 --out results/benchmarks/epl_deflection.json
+
+The baseline's MAP and NUTS steps evaluate :func:`astrorim.physics.epl.deflection` and its gradient once per step
+on 256 x 256 pixels (float32, lens parameters of shape (B, 1, 1) for B starts or systems).  For each axis ratio
+``--q`` (the Tessore-Metcalf series needs more terms as q falls) and batch size ``--batch`` this times, as the
+median of ``--repeats`` calls after two warm-up calls:
+
+* the deflection alone (no autograd graph), and
+* the deflection plus the backward pass of a fixed weighted sum of it to all six lens parameters (what a fit pays).
+
+``--compare-rev REV`` loads ``src/astrorim/physics/epl.py`` as it was at git revision REV (``git show``; its
+imports are the current ones) and times it alternately with the current code, on the same inputs; it also
+records the largest difference between the two codes' deflections and gradients, relative to the largest
+value.  Results go to ``--out``, written atomically, with the machine, thread count and load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from astrorim.baseline.io import save_json  # noqa: E402
+from astrorim.baseline.lens_model import ImageGrid  # noqa: E402
+from astrorim.physics import epl  # noqa: E402
+
+from _machine import torch_machine  # noqa: E402
+
+PARAM_NAMES = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y")
+
+
+def epl_at_revision(revision: str):
+    """The module src/astrorim/physics/epl.py of git revision ``revision``, imported under a private name."""
+    try:
+        source = subprocess.run(["git", "show", f"{revision}:src/astrorim/physics/epl.py"], cwd=ROOT,
+                                check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise SystemExit(f"--compare-rev {revision}: cannot read src/astrorim/physics/epl.py there: {detail}")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location(f"epl_at_{revision}", handle.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    Path(handle.name).unlink()
+    return module
+
+
+def lens_parameters(q: float, batch: int) -> dict[str, torch.Tensor]:
+    """System 1's lens of paper 003's mocks, with axis ratio q, repeated over ``batch`` (B, 1, 1) float32."""
+    e = (1.0 - q) / (1.0 + q)
+    values = {"theta_E": 1.4, "gamma": 2.1, "e1": e * math.cos(1.2), "e2": e * math.sin(1.2),
+              "center_x": 0.05, "center_y": -0.08}
+    return {k: torch.full((batch, 1, 1), v, dtype=torch.float32) for k, v in values.items()}
+
+
+def deflection_and_gradient(module, x, y, weight_x, weight_y, values):
+    params = {k: v.clone().requires_grad_() for k, v in values.items()}
+    ax, ay = module.deflection(x, y, **params)
+    (ax * weight_x + ay * weight_y).sum().backward()
+    return ax.detach(), ay.detach(), torch.cat([params[k].grad.flatten() for k in PARAM_NAMES])
+
+
+def median_seconds(call, repeats: int) -> float:
+    for _ in range(2):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_case(modules: dict, q: float, batch: int, repeats: int) -> dict:
+    x, y = ImageGrid(256, 10.0).coordinates(torch.float32)
+    weight_x, weight_y = torch.cos(2.0 * x), torch.sin(y)
+    values = lens_parameters(q, batch)
+    row = {"q": q, "batch": batch, "series_terms": epl.n_series_terms((1.0 - q) / (1.0 + q), torch.float32)}
+    outputs = {}
+    for label, module in modules.items():
+        with torch.no_grad():
+            row[f"{label}_forward_s"] = median_seconds(lambda: module.deflection(x, y, **values), repeats)
+        row[f"{label}_forward_backward_s"] = median_seconds(
+            lambda: deflection_and_gradient(module, x, y, weight_x, weight_y, values), repeats)
+        outputs[label] = deflection_and_gradient(module, x, y, weight_x, weight_y, values)
+    if len(outputs) == 2:
+        (ax, ay, grad), (ax_ref, ay_ref, grad_ref) = outputs.values()
+        scale = max(ax_ref.abs().max(), ay_ref.abs().max())
+        row["max_deflection_difference_rel"] = float(max((ax - ax_ref).abs().max(), (ay - ay_ref).abs().max()) / scale)
+        row["max_gradient_difference_rel"] = float((grad - grad_ref).abs().max() / grad_ref.abs().max())
+        label, reference = modules
+        row["speedup_forward_backward"] = row[f"{reference}_forward_backward_s"] / row[f"{label}_forward_backward_s"]
+    return row
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--q", type=float, nargs="+", default=[0.75, 0.6, 0.5, 0.3])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--compare-rev", default=None, help="git revision whose epl.py is timed beside the current")
+    parser.add_argument("--out", default="results/benchmarks/epl_deflection.json")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or any(b < 1 for b in args.batch) or any(not 0.05 <= q <= 1.0 for q in args.q):
+        parser.error("--repeats and --batch must be >= 1 and every --q in [0.05, 1]")
+    torch.set_num_threads(args.threads)
+    modules = {"current": epl}
+    if args.compare_rev:
+        modules[f"rev_{args.compare_rev}"] = epl_at_revision(args.compare_rev)
+    rows = []
+    for q in args.q:
+        for batch in args.batch:
+            row = time_case(modules, q, batch, args.repeats)
+            rows.append(row)
+            times = ", ".join(f"{label} {row[f'{label}_forward_s'] * 1e3:.1f} / "
+                              f"{row[f'{label}_forward_backward_s'] * 1e3:.1f} ms" for label in modules)
+            print(f"q {q} batch {batch} ({row['series_terms']} terms), forward / forward+backward: {times}")
+    result = {"machine": torch_machine(), "grid": "256 x 256 over 10 arcsec, float32", "repeats": args.repeats,
+              "compare_rev": args.compare_rev, "cases": rows}
+    save_json(args.out, result)
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
