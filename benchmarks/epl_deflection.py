@@ -11,7 +11,7 @@ median of ``--repeats`` calls after two warm-up calls:
 * the deflection plus the backward pass of a fixed weighted sum of it to all six lens parameters (what a fit pays).
 
 ``--compare-rev REV`` loads ``src/astrorim/physics/epl.py`` as it was at git revision REV (``git show``; its
-imports are the current ones) and times it alternately with the current code, on the same inputs; it also
+imports are the current ones) and times it beside the current code, case by case, on the same inputs; it also
 records the largest difference between the two codes' deflections and gradients, relative to the largest
 value.  Results go to ``--out``, written atomically, with the machine, thread count and load average.
 """

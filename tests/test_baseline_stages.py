@@ -1,6 +1,7 @@
 """The workflow steps end to end at toy size: data -> VAE -> mocks -> MAP -> NUTS -> report -> compare."""
 
 import copy
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -297,6 +298,28 @@ def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, 
     assert case["map_full"]["polish_iterations"] == 3 and len(case["map_full"]["polish_gain"]) == 1
     assert case["map_seconds_per_step"] > 0 and case["nuts"]["samples"] == 2
     assert set(case["targets_met"]) == {"map_cpu_le_2min", "nuts_500_cpu_le_60min", "map_lens_within_1pct"}
+
+
+def test_epl_benchmark_times_the_current_code_beside_a_revision(tmp_path, repo_root):
+    """benchmarks/epl_deflection.py against HEAD's epl.py: both timed per case, and (the code being the same in a
+    clean checkout) values and gradients identical; an unknown revision is refused by name."""
+    import json
+
+    benchmark = _load_benchmark(repo_root, "epl_deflection")
+    out = tmp_path / "epl.json"
+    benchmark.main(["--q", "0.5", "--batch", "1", "2", "--repeats", "1", "--compare-rev", "HEAD", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [(c["q"], c["batch"]) for c in report["cases"]] == [(0.5, 1), (0.5, 2)]
+    for case in report["cases"]:
+        assert case["series_terms"] == 18
+        assert min(case["current_forward_s"], case["current_forward_backward_s"], case["rev_HEAD_forward_s"],
+                   case["rev_HEAD_forward_backward_s"]) > 0
+        if not subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src/astrorim/physics/epl.py"],
+                              cwd=repo_root).returncode:
+            assert case["max_deflection_difference_rel"] == 0.0 and case["max_gradient_difference_rel"] == 0.0
+    with pytest.raises(SystemExit, match="no-such-revision"):
+        benchmark.main(["--q", "0.5", "--batch", "1", "--repeats", "1", "--compare-rev", "no-such-revision",
+                        "--out", str(out)])
 
 
 def test_map_batch_benchmark_fits_every_mock_image_alone_and_batched(toy, toy_run, tmp_path, repo_root):
