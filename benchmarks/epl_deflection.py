@@ -10,6 +10,13 @@ median of ``--repeats`` calls after two warm-up calls:
 * the deflection alone (no autograd graph), and
 * the deflection plus the backward pass of a fixed weighted sum of it to all six lens parameters (what a fit pays).
 
+``--map-steps N`` (with ``--compare-rev``) also times whole MAP steps of the baseline -- Pyro model, VAE decoder of
+width ``--map-width`` (untrained, as in ``benchmarks/baseline.py``'s timing case: the weights do not change the
+cost), lensing, PSF, likelihood, Adam -- with the lens model's EPL module swapped between the two codes, N Adam
+steps per code per round, codes alternating over ``--map-rounds`` rounds; the median of the rounds' CPU seconds
+per step is reported.  Timings on a shared machine drift by tens of per cent over minutes, so only codes timed
+in alternation are compared.
+
 ``--compare-rev REV`` loads ``src/astrorim/physics/epl.py`` as it was at git revision REV (``git show``; its
 imports are the current ones) and times it beside the current code, case by case, on the same inputs; it also
 records the largest difference between the two codes' deflections and gradients, relative to the largest
@@ -108,6 +115,44 @@ def time_case(modules: dict, q: float, batch: int, repeats: int) -> dict:
     return row
 
 
+def time_map_steps(modules: dict, width: int, steps: int, starts: int, rounds: int) -> dict:
+    """Median CPU seconds per baseline MAP step with each code's EPL in the lens model, codes alternating."""
+    import baseline as speed  # benchmarks/baseline.py: the speed benchmark's mock
+
+    from astrorim.baseline import lens_model
+    from astrorim.baseline.forward import LensingForward
+    from astrorim.baseline.latent_prior import LatentPrior
+    from astrorim.baseline.map_fit import MapConfig, run_map
+    from astrorim.baseline.pyro_model import LensingModel
+    from astrorim.baseline.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(width=width)).eval()
+    prior = LatentPrior(torch.zeros(vae.config.latent_dim), torch.eye(vae.config.latent_dim), 9.0)
+    forward = LensingForward(vae.decoder, ImageGrid(256, 10.0), 0.05)
+    model = LensingModel(forward, prior, speed.SIGMA_HIGH)
+    observation, _ = speed.self_consistent_mock(forward, prior, 0)
+    per_step = {label: [] for label in modules}
+    current = lens_model.epl
+    try:
+        for _ in range(rounds):
+            for label, module in modules.items():
+                lens_model.epl = module
+                run_map(model, observation, MapConfig(steps=3, n_starts=starts, record_every=0), progress=False)
+                fit = run_map(model, observation, MapConfig(steps=steps, n_starts=starts, record_every=0),
+                              progress=False)
+                per_step[label].append(fit.cpu_s / steps)
+    finally:
+        lens_model.epl = current
+    row = {"vae_width": width, "starts": starts, "steps_per_round": steps, "rounds": rounds}
+    for label, values in per_step.items():
+        row[f"{label}_cpu_s_per_step"] = statistics.median(values)
+        row[f"{label}_cpu_s_per_step_rounds"] = values
+    label, reference = modules
+    row["speedup"] = row[f"{reference}_cpu_s_per_step"] / row[f"{label}_cpu_s_per_step"]
+    return row
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
@@ -115,10 +160,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compare-rev", default=None, help="git revision whose epl.py is timed beside the current")
+    parser.add_argument("--map-steps", type=int, default=0, help="Adam steps per code per round (0 = no MAP timing)")
+    parser.add_argument("--map-width", type=int, nargs="+", default=[16, 64], help="VAE widths for the MAP timing")
+    parser.add_argument("--map-starts", type=int, default=1)
+    parser.add_argument("--map-rounds", type=int, default=3)
     parser.add_argument("--out", default="results/benchmarks/epl_deflection.json")
     args = parser.parse_args(argv)
     if args.repeats < 1 or any(b < 1 for b in args.batch) or any(not 0.05 <= q <= 1.0 for q in args.q):
         parser.error("--repeats and --batch must be >= 1 and every --q in [0.05, 1]")
+    if args.map_steps < 0 or args.map_starts < 1 or args.map_rounds < 1 or any(w < 1 for w in args.map_width):
+        parser.error("--map-steps must be >= 0 and --map-starts, --map-rounds, --map-width >= 1")
+    if args.map_steps and not args.compare_rev:
+        parser.error("--map-steps compares two codes: give --compare-rev")
     torch.set_num_threads(args.threads)
     modules = {"current": epl}
     if args.compare_rev:
@@ -131,8 +184,14 @@ def main(argv=None) -> dict:
             times = ", ".join(f"{label} {row[f'{label}_forward_s'] * 1e3:.1f} / "
                               f"{row[f'{label}_forward_backward_s'] * 1e3:.1f} ms" for label in modules)
             print(f"q {q} batch {batch} ({row['series_terms']} terms), forward / forward+backward: {times}")
+    map_rows = []
+    for width in args.map_width if args.map_steps else []:
+        row = time_map_steps(modules, width, args.map_steps, args.map_starts, args.map_rounds)
+        map_rows.append(row)
+        print(f"MAP step, VAE width {width}: " + ", ".join(
+            f"{label} {row[f'{label}_cpu_s_per_step'] * 1e3:.1f} ms" for label in modules) + " (CPU, median of rounds)")
     result = {"machine": torch_machine(), "grid": "256 x 256 over 10 arcsec, float32", "repeats": args.repeats,
-              "compare_rev": args.compare_rev, "cases": rows}
+              "compare_rev": args.compare_rev, "cases": rows, "map_steps": map_rows}
     save_json(args.out, result)
     print(f"wrote {args.out}")
     return result

@@ -301,14 +301,18 @@ def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, 
 
 
 def test_epl_benchmark_times_the_current_code_beside_a_revision(tmp_path, repo_root):
-    """benchmarks/epl_deflection.py against HEAD's epl.py: both timed per case, and (the code being the same in a
-    clean checkout) values and gradients identical; an unknown revision is refused by name."""
+    """benchmarks/epl_deflection.py against HEAD's epl.py: both timed per case and in MAP steps, and (the code being
+    the same in a clean checkout) values and gradients identical; an unknown revision is refused by name."""
     import json
 
     benchmark = _load_benchmark(repo_root, "epl_deflection")
     out = tmp_path / "epl.json"
-    benchmark.main(["--q", "0.5", "--batch", "1", "2", "--repeats", "1", "--compare-rev", "HEAD", "--out", str(out)])
+    benchmark.main(["--q", "0.5", "--batch", "1", "2", "--repeats", "1", "--compare-rev", "HEAD", "--map-steps", "2",
+                    "--map-rounds", "2", "--map-width", "8", "--out", str(out)])
     report = json.loads(out.read_text())
+    (map_row,) = report["map_steps"]
+    assert map_row["vae_width"] == 8 and len(map_row["current_cpu_s_per_step_rounds"]) == 2
+    assert map_row["current_cpu_s_per_step"] > 0 and map_row["rev_HEAD_cpu_s_per_step"] > 0
     assert [(c["q"], c["batch"]) for c in report["cases"]] == [(0.5, 1), (0.5, 2)]
     for case in report["cases"]:
         assert case["series_terms"] == 18
@@ -317,6 +321,8 @@ def test_epl_benchmark_times_the_current_code_beside_a_revision(tmp_path, repo_r
         if not subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src/astrorim/physics/epl.py"],
                               cwd=repo_root).returncode:
             assert case["max_deflection_difference_rel"] == 0.0 and case["max_gradient_difference_rel"] == 0.0
+    with pytest.raises(SystemExit):  # MAP timing needs a second code
+        benchmark.main(["--q", "0.5", "--batch", "1", "--repeats", "1", "--map-steps", "2", "--out", str(out)])
     with pytest.raises(SystemExit, match="no-such-revision"):
         benchmark.main(["--q", "0.5", "--batch", "1", "--repeats", "1", "--compare-rev", "no-such-revision",
                         "--out", str(out)])
