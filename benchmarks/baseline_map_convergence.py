@@ -20,6 +20,10 @@ phi [rad] changed to PHI: a scan of where the fit ends as a function of where ph
 local optima that the workflow's few starts can fall into.
 ``--device cuda`` (or ``auto``) renders the images on a GPU (decoder, ray tracing, PSF) while the Pyro model and
 Adam stay on the CPU: the fits are the same up to floating-point rounding.
+``--pin-shear`` is a diagnostic, not a fit: the external shear's priors are replaced by ones of half width
+PIN_HALF_WIDTH about the true (gamma1, gamma2), so the shear cannot absorb the source misfit and the fit shows
+what the lens orientation does without that freedom.  Its log p values include those narrow priors and compare
+only with other pinned runs.
 ``--only prior-centre`` or ``--only truth`` runs one side alone, so that the two can run in parallel processes
 (``baseline_prior_study.py`` does, and joins their files).
 For each run: the log posterior log p(obs, Theta) [nats], the nats gained over the last tenth of
@@ -47,7 +51,7 @@ from astrorim.baseline.map_fit import initial_values, run_map  # noqa: E402
 from astrorim.baseline import data as vae_data  # noqa: E402
 from astrorim.baseline import stages  # noqa: E402
 from astrorim.baseline.mocks import observe, render  # noqa: E402
-from astrorim.baseline.priors import LATENT_SITE, LENS_PRIORS, SCALAR_PARAMS  # noqa: E402
+from astrorim.baseline.priors import LATENT_SITE, LENS_PRIORS, PRIORS, SCALAR_PARAMS, PriorSpec  # noqa: E402
 from astrorim.baseline.pyro_model import LensingModel, log_joint  # noqa: E402
 from astrorim.baseline.settings import parse_settings  # noqa: E402
 from astrorim.train.step import resolve_device  # noqa: E402
@@ -56,6 +60,17 @@ from _config import load_config_or_exit  # noqa: E402
 from _machine import torch_machine  # noqa: E402
 
 REPORTED = ("r_ein", "slope", "q", "phi", "gamma1", "gamma2")
+SHEAR_PARAMS = ("gamma1", "gamma2")
+PIN_HALF_WIDTH = 1e-4  # of each shear component: 0.3 % of system 1's gamma1 = 0.03
+
+
+def pinned_shear_priors(truth: dict) -> dict[str, PriorSpec]:
+    """The workflow's priors with each shear component confined to +-PIN_HALF_WIDTH about its true value."""
+    pinned = dict(PRIORS)
+    for name in SHEAR_PARAMS:
+        value = float(truth[name])
+        pinned[name] = PriorSpec(value, PIN_HALF_WIDTH, value - PIN_HALF_WIDTH, value + PIN_HALF_WIDTH, "", "pinned")
+    return pinned
 
 
 def schedule(text: str) -> tuple[int, float]:
@@ -117,6 +132,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
                              "and re-observe with the same noise seed: a control with no source-model error")
+    parser.add_argument("--pin-shear", action="store_true",
+                        help="diagnostic: hold the external shear within 1e-4 of the truth (see above)")
     parser.add_argument("--only", choices=("prior-centre", "truth"), default=None,
                         help="run only the prior-centre starts (schedules and --phi-start) or only the truth start")
     parser.add_argument("--device", default="cpu", help="where the images are rendered: cpu, cuda[:N] or auto")
@@ -144,7 +161,6 @@ def main(argv=None) -> dict:
     obs = torch.as_tensor(mock["observations"][j])
     vae, prior, _ = load_vae(vae_path)
     forward = settings.forward(vae.decoder, device=resolve_device(args.device, key="--device"))
-    model = LensingModel(forward, prior, sigma)
     truth = mock["truth"]
     source_note, source_origin = "mock source", str(mock["source_origin"])
     if args.seen_source:
@@ -157,6 +173,7 @@ def main(argv=None) -> dict:
         source_note = (f"training-split image {source_origin} (seen by the VAE), iota recalibrated to "
                        f"{truth['iota']:.4f}")
 
+    model = LensingModel(forward, prior, sigma, pinned_shear_priors(truth) if args.pin_shear else PRIORS)
     latent = encode_means(vae, mock["source"][None])
     if args.well_specified:
         with torch.no_grad():
@@ -183,6 +200,7 @@ def main(argv=None) -> dict:
     result = {"machine": torch_machine(),
               "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
               "source": source_note, "source_origin": source_origin,
+              "pinned_shear_half_width": PIN_HALF_WIDTH if args.pin_shear else None,
               "vae": str(vae_path), "vae_width": vae.config.width, "render_device": str(forward.device),
               "log_joint_at_truth_encoded_source": log_joint_truth, "runs": runs, "created_unix": time.time()}
     save_json(args.out, result)

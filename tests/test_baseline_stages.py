@@ -233,6 +233,17 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     with pytest.raises(SystemExit):
         module.main(["--config", str(config), "--system", "system2", "--seen-source", "--well-specified",
                      "--out", str(seen)])
+    # Pinned shear: both starts keep (gamma1, gamma2) within the pin of the truth while the rest moves.
+    pinned = module.main(["--config", str(config), "--system", "system2", "--schedule", "3:0.05", "--truth-start",
+                          "2:0.02", "--pin-shear", "--threads", "1", "--out", str(tmp_path / "pinned.json")])
+    truth = stages.load_mock(d / "system2.npz")["truth"]
+    half_width = pinned["pinned_shear_half_width"]
+    assert half_width == module.PIN_HALF_WIDTH and report["pinned_shear_half_width"] is None
+    for run in pinned["runs"]:
+        for name in ("gamma1", "gamma2"):
+            estimate = truth[name] * (1 + run["rel_error_pct"][name] / 100)
+            assert abs(estimate - truth[name]) <= half_width * 1.0001
+    assert pinned["runs"][0]["rel_error_pct"]["r_ein"] != 0.0
 
 
 def _load_benchmark(repo_root, name):
