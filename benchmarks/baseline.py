@@ -72,10 +72,24 @@ def self_consistent_mock(forward: LensingForward, prior: LatentPrior, seed: int)
     return torch.as_tensor(obs), {**SYSTEM1_TRUTH, LATENT_SITE: white[0].numpy()}
 
 
-def run_case(label: str, vae: VAE, prior: LatentPrior, args) -> dict:
+def untrained_vae(width: int, seed: int) -> tuple[VAE, LatentPrior]:
+    """An untrained VAE of the paper's architecture at ``width`` and a unit latent prior (x9, as fitted priors are):
+    the timing cases, whose cost does not depend on the weights."""
+    torch.manual_seed(seed)
+    vae = VAE(VAEConfig(width=width)).eval()
+    dim = vae.config.latent_dim
+    return vae, LatentPrior(torch.zeros(dim), torch.eye(dim), 9.0)
+
+
+def timing_model(vae: VAE, prior: LatentPrior, seed: int) -> tuple[LensingModel, torch.Tensor, dict]:
+    """The Pyro model on paper 003's grid and PSF at high S/N, and the self-consistent mock it fits."""
     forward = LensingForward(vae.decoder, ImageGrid(256, 10.0), 0.05)
-    model = LensingModel(forward, prior, SIGMA_HIGH)
-    obs, truth = self_consistent_mock(forward, prior, args.seed)
+    obs, truth = self_consistent_mock(forward, prior, seed)
+    return LensingModel(forward, prior, SIGMA_HIGH), obs, truth
+
+
+def run_case(label: str, vae: VAE, prior: LatentPrior, args) -> dict:
+    model, obs, truth = timing_model(vae, prior, args.seed)
     out = {"case": label, "vae_width": vae.config.width, "latent_dim": vae.config.latent_dim,
            "load_average_start": os.getloadavg()}
 
@@ -149,9 +163,7 @@ def main(argv=None) -> dict:
     widths = [w for w in (args.untrained_width if args.untrained_width is not None else [64]) if w > 0]
     cases = []
     for w in widths:
-        torch.manual_seed(args.seed)
-        vae = VAE(VAEConfig(width=w)).eval()
-        prior = LatentPrior(torch.zeros(64), torch.eye(64), 9.0)
+        vae, prior = untrained_vae(w, args.seed)
         cases.append(run_case(f"untrained width {w} (timing only)", vae, prior, args))
     for path in args.vae:
         vae, prior, _ = load_vae(path)

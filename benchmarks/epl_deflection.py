@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import statistics
 import subprocess
 import sys
@@ -42,9 +41,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from astrorim.baseline.io import save_json  # noqa: E402
-from astrorim.baseline.lens_model import ImageGrid  # noqa: E402
+from astrorim.baseline.lens_model import ImageGrid, ellipticity  # noqa: E402
 from astrorim.physics import epl  # noqa: E402
 
+import baseline as speed  # noqa: E402  benchmarks/baseline.py: its lens, model and mock
 from _machine import torch_machine  # noqa: E402
 
 PARAM_NAMES = ("theta_E", "gamma", "e1", "e2", "center_x", "center_y")
@@ -68,10 +68,11 @@ def epl_at_revision(revision: str):
 
 
 def lens_parameters(q: float, batch: int) -> dict[str, torch.Tensor]:
-    """System 1's lens of paper 003's mocks, with axis ratio q, repeated over ``batch`` (B, 1, 1) float32."""
-    e = (1.0 - q) / (1.0 + q)
-    values = {"theta_E": 1.4, "gamma": 2.1, "e1": e * math.cos(1.2), "e2": e * math.sin(1.2),
-              "center_x": 0.05, "center_y": -0.08}
+    """The speed benchmark's lens (system 1's), with axis ratio q, repeated over ``batch`` (B, 1, 1) float32."""
+    lens = speed.SYSTEM1_TRUTH
+    e1, e2 = ellipticity(torch.tensor(q, dtype=torch.float64), torch.tensor(lens["phi"], dtype=torch.float64))
+    values = {"theta_E": lens["r_ein"], "gamma": lens["slope"], "e1": float(e1), "e2": float(e2),
+              "center_x": lens["x_lens"], "center_y": lens["y_lens"]}
     return {k: torch.full((batch, 1, 1), v, dtype=torch.float32) for k, v in values.items()}
 
 
@@ -117,21 +118,10 @@ def time_case(modules: dict, q: float, batch: int, repeats: int) -> dict:
 
 def time_map_steps(modules: dict, width: int, steps: int, starts: int, rounds: int) -> dict:
     """Median CPU seconds per baseline MAP step with each code's EPL in the lens model, codes alternating."""
-    import baseline as speed  # benchmarks/baseline.py: the speed benchmark's mock
-
     from astrorim.baseline import lens_model
-    from astrorim.baseline.forward import LensingForward
-    from astrorim.baseline.latent_prior import LatentPrior
     from astrorim.baseline.map_fit import MapConfig, run_map
-    from astrorim.baseline.pyro_model import LensingModel
-    from astrorim.baseline.vae import VAE, VAEConfig
 
-    torch.manual_seed(0)
-    vae = VAE(VAEConfig(width=width)).eval()
-    prior = LatentPrior(torch.zeros(vae.config.latent_dim), torch.eye(vae.config.latent_dim), 9.0)
-    forward = LensingForward(vae.decoder, ImageGrid(256, 10.0), 0.05)
-    model = LensingModel(forward, prior, speed.SIGMA_HIGH)
-    observation, _ = speed.self_consistent_mock(forward, prior, 0)
+    model, observation, _ = speed.timing_model(*speed.untrained_vae(width, 0), 0)
     per_step = {label: [] for label in modules}
     current = lens_model.epl
     try:
