@@ -415,11 +415,13 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
     config_path, config, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=3)
     out = tmp_path / "out"
     resume_paths, train = [], stages.train_vae
-    monkeypatch.setattr(stages, "train_vae", lambda *a, **k: resume_paths.append(k["resume_path"]) or train(*a, **k))
+    train_threads = []
+    monkeypatch.setattr(stages, "train_vae", lambda *a, **k: resume_paths.append(k["resume_path"])
+                        or train_threads.append(torch.get_num_threads()) or train(*a, **k))
     # A budget far below one epoch's time cuts the training to one epoch.
     summary = study.main(["run", "--config", str(config_path), "--data", str(packed), "--mocks-from", str(mocks),
                           "--schedule", "2:0.02", "--truth-start", "2:0.02", "--truth-polish", "2",
-                          "--train-budget-s", "1e-9", "--out-dir", str(out), "--quiet"])
+                          "--train-budget-s", "1e-9", "--train-threads", "2", "--out-dir", str(out), "--quiet"])
     run_name = config["run_name"]
     assert sorted(p.name for p in out.iterdir()) == sorted([
         f"baseline_map_convergence_{run_name}_system2.json", f"baseline_source_prior_fidelity_{run_name}.json",
@@ -435,6 +437,7 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
     assert (summary["fit_device"], summary["fit_device_error"]) == ("cpu", None)
     assert convergence["render_device"] == "cpu"
     assert resume_paths == [None]  # no resumable state on a machine that is given back
+    assert train_threads == [2] and (summary["train_threads"], summary["threads_per_process"]) == (2, 1)
     # A budget of many epochs' time leaves the configured count.
     settings = parse_settings(config)
     kept, record = study.budgeted_settings(settings, half.images, 1e6)
