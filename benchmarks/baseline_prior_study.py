@@ -253,8 +253,17 @@ def run(args, parser) -> dict:
     torch.set_num_threads(training_threads(args))
     t0 = time.perf_counter()
     settings, budget = budgeted_settings(settings, images, plan.get("train_budget_s", args.train_budget_s))
-    info = stages.train_vae_stage(settings, args.data, vae_dir / "vae.pt", vae_dir / "training.json",
-                                  progress=not args.quiet, resumable=args.resumable, **figures)
+    try:
+        info = stages.train_vae_stage(settings, args.data, vae_dir / "vae.pt", vae_dir / "training.json",
+                                      progress=not args.quiet, resumable=args.resumable, **figures)
+    except FloatingPointError as err:
+        # On record in the output folder: a machine that is given back keeps nothing else of a diverged run.
+        save_json(out_dir / "prior_study.json", {
+            "config": str(config_path), "data": str(args.data), "training_error": str(err),
+            "train_s": time.perf_counter() - t0, **plan, **budget, "threads_per_process": args.threads,
+            "train_threads": training_threads(args), "machine": torch_machine(),
+            "wall_s": time.perf_counter() - started})
+        raise SystemExit(f"the VAE training failed: {err}") from err
     train_s = time.perf_counter() - t0
     history = info["history"]
     print(f"VAE: {len(history['val_elbo'])} epochs in {train_s:.0f} s on {history['device']} "

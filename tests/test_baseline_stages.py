@@ -450,6 +450,27 @@ def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_sna
             study.main(["run", "--config", str(config_path), "--data", str(packed), *bad, "--out-dir", str(out)])
 
 
+def test_prior_study_keeps_a_diverged_training_on_record(toy, toy_run, tmp_path, repo_root, monkeypatch):
+    """A training that stops on non-finite losses leaves prior_study.json with the error (the run's only trace on a
+    machine that is given back), and the command fails."""
+    import json
+
+    study = _load_benchmark(repo_root, "baseline_prior_study")
+    config_path, _, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=1)
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("VAE loss or gradient was not finite in 20 minibatches in a row (epoch 21)")
+
+    monkeypatch.setattr(stages, "train_vae", diverge)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="training failed: .*epoch 21"):
+        study.main(["run", "--config", str(config_path), "--data", str(toy[1] / "data.h5"), "--mocks-from",
+                    str(mocks), "--train-budget-s", "1e-9", "--out-dir", str(out), "--quiet"])
+    record = json.loads((out / "prior_study.json").read_text())
+    assert "epoch 21" in record["training_error"] and record["budgeted_epochs"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["prior_study.json"]
+
+
 def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, toy_run, tmp_path, repo_root):
     """``--deadline-s``: the training gets the deadline less the time spent and the padded pilot estimates of the
     fits and of the stage's work after the training; a deadline the fits alone overrun is refused; fits still
