@@ -29,9 +29,9 @@ def blobs(n, seed=0):
 def test_paper_architecture_shapes_and_sizes():
     enc, dec = Encoder(64, 64), Decoder(64, 64)
     x = torch.rand(2, 1, 64, 64)
-    mu, sigma = enc(x)
-    assert mu.shape == sigma.shape == (2, 64)
-    assert torch.all(sigma > 0)
+    mu, log_sigma = enc(x)
+    assert mu.shape == log_sigma.shape == (2, 64)
+    assert torch.all(torch.isfinite(log_sigma))
     # Table D1: the last convolution maps 512 channels to 4096 features, the heads 4096 -> 64.
     assert enc.features[-2].weight.shape == (4096, 512, 4, 4)
     assert enc.mean.weight.shape == enc.log_sigma.weight.shape == (64, 4096)
@@ -55,7 +55,29 @@ def test_kl_matches_torch_distributions():
     q = torch.distributions.Normal(mu, sigma)
     p = torch.distributions.Normal(torch.zeros(7), torch.ones(7))
     expected = torch.distributions.kl_divergence(q, p).sum(-1)
-    assert torch.allclose(gaussian_kl_to_standard(mu, sigma), expected, atol=1e-5)
+    assert torch.allclose(gaussian_kl_to_standard(mu, sigma.log()), expected, atol=1e-5)
+
+
+def test_kl_and_elbo_stay_finite_when_the_encoder_scale_underflows():
+    """An encoder sure of a latent drives log sigma below -104, where exp underflows float32 to 0: the KL is then
+    0.5 (mu^2 - 1 - 2 log sigma) per latent, finite with a finite gradient (the width-64 VAE's training skipped
+    most minibatches from its 16th epoch when the KL took log(exp(log sigma)))."""
+    log_sigma = torch.full((2, 3), -120.0, requires_grad=True)
+    mu = torch.tensor([[0.0, 1.0, -2.0], [0.5, 0.0, 0.0]])
+    assert float(torch.exp(log_sigma[0, 0])) == 0.0  # the premise: sigma underflows
+    kl = gaussian_kl_to_standard(mu, log_sigma)
+    expected = 0.5 * (mu.pow(2) - 1.0 + 240.0).sum(-1)
+    torch.testing.assert_close(kl, expected)
+    kl.sum().backward()
+    torch.testing.assert_close(log_sigma.grad, torch.full((2, 3), -1.0))
+    vae = VAE(VAEConfig(width=4)).eval()
+    with torch.no_grad():
+        vae.encoder.log_sigma.weight.zero_()
+        vae.encoder.log_sigma.bias.fill_(-150.0)
+    value = elbo(vae, torch.as_tensor(blobs(2)), generator=torch.Generator().manual_seed(0))
+    assert torch.all(torch.isfinite(value))
+    mu_e, sigma_e = vae.encode(torch.as_tensor(blobs(2)))
+    assert torch.all(sigma_e == 0.0) and torch.all(torch.isfinite(mu_e))
 
 
 def test_elbo_is_per_image_and_penalises_bad_reconstructions():

@@ -86,10 +86,12 @@ class Encoder(nn.Module):
         self.log_sigma = nn.Linear(64 * w, latent_dim)  # followed by Exp (Table D1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, 64, 64) images -> (mu_e, log sigma_e); the log, because sigma_e underflows float32 once the
+        encoder is sure of a latent (log sigma_e < -87), and the ELBO's KL term needs its log."""
         if x.ndim != 4 or x.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"encoder input must be (B, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), got {tuple(x.shape)}")
         h = self.features(x).flatten(1)
-        return self.mean(h), torch.exp(self.log_sigma(h))
+        return self.mean(h), self.log_sigma(h)
 
 
 class Decoder(nn.Module):
@@ -150,6 +152,11 @@ class VAE(nn.Module):
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 64, 64) images -> (mu_e, sigma_e)."""
+        mu, log_sigma = self.encode_log_sigma(images)
+        return mu, torch.exp(log_sigma)
+
+    def encode_log_sigma(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 64, 64) images -> (mu_e, log sigma_e)."""
         return self.encoder(images.unsqueeze(1))
 
     def reconstruct(self, images: torch.Tensor, sample: bool = True,
@@ -162,9 +169,10 @@ class VAE(nn.Module):
         return self.decoder(mu)
 
 
-def gaussian_kl_to_standard(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """KL[N(mu, diag sigma^2) || N(0, I)] per row [nats]."""
-    return 0.5 * (mu.pow(2) + sigma.pow(2) - 1.0 - 2.0 * torch.log(sigma)).sum(-1)
+def gaussian_kl_to_standard(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL[N(mu, diag sigma^2) || N(0, I)] per row [nats], from log sigma: log(exp(log sigma)) is -inf, and the
+    KL infinite, once sigma underflows (the width-64 VAE's encoder got there in its 16th epoch)."""
+    return 0.5 * (mu.pow(2) + torch.exp(2.0 * log_sigma) - 1.0 - 2.0 * log_sigma).sum(-1)
 
 
 def elbo(vae: VAE, images: torch.Tensor, particles: int = 1,
@@ -172,7 +180,8 @@ def elbo(vae: VAE, images: torch.Tensor, particles: int = 1,
     """Per-image ELBO (eq. 4) [nats], shape (B,), for (B, 64, 64) images."""
     if particles < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
-    mu, sigma = vae.encode(images)
+    mu, log_sigma = vae.encode_log_sigma(images)
+    sigma = torch.exp(log_sigma)
     b, d = mu.shape
     # drawn by the (CPU) generator, then moved: the same noise on every device
     eps = torch.randn((particles, b, d), generator=generator, dtype=mu.dtype).to(mu.device)
@@ -182,4 +191,4 @@ def elbo(vae: VAE, images: torch.Tensor, particles: int = 1,
     n_pix = images.shape[-1] * images.shape[-2]
     log_lik = (-0.5 * ((images - recon) / s).pow(2).sum((-1, -2))
                - n_pix * (math.log(s) + 0.5 * math.log(2.0 * math.pi)))
-    return log_lik.mean(0) - gaussian_kl_to_standard(mu, sigma)
+    return log_lik.mean(0) - gaussian_kl_to_standard(mu, log_sigma)
