@@ -83,11 +83,11 @@ class Encoder(nn.Module):
             nn.LeakyReLU(0.2),
         )
         self.mean = nn.Linear(64 * w, latent_dim)
-        self.log_sigma = nn.Linear(64 * w, latent_dim)  # followed by Exp (Table D1)
+        self.log_sigma = nn.Linear(64 * w, latent_dim)  # its Exp (Table D1) is taken by VAE.encode
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, 64, 64) images -> (mu_e, log sigma_e); the log, because sigma_e underflows float32 once the
-        encoder is sure of a latent (log sigma_e < -87), and the ELBO's KL term needs its log."""
+        """(B, 1, 64, 64) images -> (mu_e, log sigma_e); the log, because sigma_e underflows float32 (to 0 below
+        log sigma_e = -104) once the encoder is sure of a latent, and the ELBO's KL term needs its log."""
         if x.ndim != 4 or x.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"encoder input must be (B, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), got {tuple(x.shape)}")
         h = self.features(x).flatten(1)
