@@ -150,7 +150,7 @@ def plan_training(settings, args, images: dict[str, np.ndarray], mock_path: Path
     crowding = max(1.0, (2 * len(settings.systems) + 1) * args.threads / (os.cpu_count() or 1))
     fit_device = fit_device_or_cpu(settings, mock_path, args, steps=20)
     fit_s = PLAN_MARGIN * crowding * (PROCESS_START_S + fit_steps(args) * fit_device["fit_step_s"])
-    after_s = PLAN_MARGIN * pilot_after_training_seconds(settings, images, training_threads(args))
+    after_s = PLAN_MARGIN * pilot_after_training_seconds(settings, images, args.train_threads)
     elapsed = time.perf_counter() - started
     left_s = args.deadline_s - elapsed - after_s
     if left_s <= 0:
@@ -183,12 +183,6 @@ def fit_device_or_cpu(settings, mock_path: Path, args, steps: int) -> dict:
         print(f"fits on the CPU: rendering on {args.fit_device!r} failed: {err!r}", flush=True)
         return {"fit_device": "cpu", "fit_device_error": repr(err),
                 "fit_step_s": pilot_fit_step_seconds(settings, mock_path, args.threads, steps=steps)}
-
-
-def training_threads(args) -> int:
-    """Torch threads of the training and the VAE stage's work after it: ``--train-threads``, else ``--threads``
-    (on a CPU the training runs alone and can use every core, where the fits share them)."""
-    return getattr(args, "train_threads", None) or args.threads
 
 
 def budgeted_settings(settings, images: dict[str, np.ndarray], budget_s: float | None) -> tuple[object, dict]:
@@ -250,18 +244,18 @@ def run(args, parser) -> dict:
     first_mock = mocks_dir / f"{next(iter(settings.systems))}.npz"
     plan = fit_device_or_cpu(settings, first_mock, args, steps=3) if args.deadline_s is None else plan_training(
         settings, args, images, first_mock, started)
-    torch.set_num_threads(training_threads(args))
+    torch.set_num_threads(args.train_threads)
     t0 = time.perf_counter()
     settings, budget = budgeted_settings(settings, images, plan.get("train_budget_s", args.train_budget_s))
+    record = {"config": str(config_path), "data": str(args.data), **plan, **budget,
+              "threads_per_process": args.threads, "train_threads": args.train_threads}
     try:
         info = stages.train_vae_stage(settings, args.data, vae_dir / "vae.pt", vae_dir / "training.json",
                                       progress=not args.quiet, resumable=args.resumable, **figures)
     except FloatingPointError as err:
         # On record in the output folder: a machine that is given back keeps nothing else of a diverged run.
         save_json(out_dir / "prior_study.json", {
-            "config": str(config_path), "data": str(args.data), "training_error": str(err),
-            "train_s": time.perf_counter() - t0, **plan, **budget, "threads_per_process": args.threads,
-            "train_threads": training_threads(args), "machine": torch_machine(),
+            **record, "training_error": str(err), "train_s": time.perf_counter() - t0, "machine": torch_machine(),
             "wall_s": time.perf_counter() - started})
         raise SystemExit(f"the VAE training failed: {err}") from err
     train_s = time.perf_counter() - t0
@@ -310,11 +304,9 @@ def run(args, parser) -> dict:
         for r in join_runs(finished, out)["runs"]:
             print(f"{out.stem}: {r['start']}: " + ", ".join(
                 f"{p} {r['rel_error_pct'][p]:+.2f} %" for p in ("r_ein", "slope", "q", "phi")))
-    summary = {"config": str(config_path), "data": str(args.data), "train_s": train_s, "device": history["device"],
+    summary = {**record, "train_s": train_s, "device": history["device"],
                "epochs": len(history["val_elbo"]), "best_epoch": history["best_epoch"],
-               "test_elbo": info["test_elbo"], **plan, **budget, "threads_per_process": args.threads,
-               "train_threads": training_threads(args),
-               "fits_s": fits_s, "unfinished_at_deadline": unfinished, "failed": failed,
+               "test_elbo": info["test_elbo"], "fits_s": fits_s, "unfinished_at_deadline": unfinished, "failed": failed,
                "gpu": torch.cuda.get_device_name() if history["device"].startswith("cuda") else None,
                "machine": torch_machine(), "wall_s": time.perf_counter() - started}
     save_json(out_dir / "prior_study.json", summary)
@@ -352,7 +344,8 @@ def main(argv=None) -> dict:
     r.add_argument("--truth-polish", type=int, default=500, help="L-BFGS iterations after the truth start")
     r.add_argument("--threads", type=int, default=1, help="torch threads of each process")
     r.add_argument("--train-threads", type=int, default=None,
-                   help="torch threads of the training and the stage's work after it (default: --threads)")
+                   help="torch threads of the training and the stage's work after it (default: --threads; on a "
+                        "CPU the training runs alone and can use every core, where the fits share them)")
     r.add_argument("--train-budget-s", type=float, default=None,
                    help="train only the epochs that fit in this many seconds, as a pilot of a few minibatches "
                         "estimates them (default: the configured max_epochs)")
@@ -369,6 +362,8 @@ def main(argv=None) -> dict:
                    help="keep the resumable training state, as the workflow does (off: on a machine that is given "
                         "back it only costs time, four times the weights written every epoch)")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.train_threads is None:
+        args.train_threads = args.threads
     if args.command == "pack":
         result = pack(Path(args.source), Path(args.out))
         print(f"wrote {args.out}: {result}")

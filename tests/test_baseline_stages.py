@@ -483,7 +483,7 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, toy_run, tmp
     settings, d = toy
     study = _load_benchmark(repo_root, "baseline_prior_study")
     images = vae_data.read_dataset(d / "data.h5").images
-    args = argparse.Namespace(deadline_s=600.0, threads=1, schedule="900:0.05", truth_start="10:0.02",
+    args = argparse.Namespace(deadline_s=600.0, threads=1, train_threads=1, schedule="900:0.05", truth_start="10:0.02",
                               truth_polish=20, fit_device="cpu")
     # the longest process: 900 Adam steps, not 10 + 1.25 x 20, nor the fidelity benchmark's 500
     assert study.fit_steps(args) == 900
