@@ -1,0 +1,212 @@
+"""The high-S/N phi error of every paper-003 source prior measured so far, in one table and one figure.
+
+    python benchmarks/baseline_phi_bias_summary.py
+    # -> results/benchmarks/baseline_phi_bias.csv, results/benchmarks/baseline_phi_bias.png
+
+Fits nothing: it reads the committed ``baseline_map_convergence.py`` results listed in ``MEASUREMENTS`` (which prior,
+which experiment, which file) and the truth of each system from the configuration that each file names.  For every
+start from the prior centre and from the truth it reports phi's error in per cent (the paper's measure) and in
+degrees, and the fitted external shear's magnitude and angle errors, since the lens orientation trades against the
+shear.  The figure puts the experiments side by side per system, with the issue's ~1 % target as a band:
+
+* ``shear free``: the workflow's model on the mock (the real test);
+* ``shear pinned``: the same with the external shear held at its truth (``--pin-shear``, a diagnostic);
+* ``well-specified control``: the mock re-observed with its source replaced by the VAE's own drawing of it
+  (``--well-specified``), so that the source prior can draw the source exactly;
+* ``seen source``: the mock's source replaced by a training image of the VAE (``--seen-source``).
+
+Both outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from astrorim.config import ConfigError, load_config  # noqa: E402
+from astrorim.io.atomic import atomic_path  # noqa: E402
+
+BENCH = "results/benchmarks"
+
+
+class Measurement(NamedTuple):
+    prior: str  # the source prior, as docs/baseline.md names it
+    experiment: str  # one of EXPERIMENTS
+    path: str  # a baseline_map_convergence.py result, relative to the repository
+
+
+EXPERIMENTS = ("shear free", "shear pinned", "well-specified control", "seen source")
+
+W16_150, W32_120, W16_450 = "width 16, 150 ep", "width 32, 120 ep", "width 16, 450 ep"
+W64_43, W64_124 = "width 64, 43 ep", "width 64, 124 ep"
+PRIORS = (W16_150, W32_120, W16_450, W64_43, W64_124)
+
+MEASUREMENTS = (
+    Measurement(W16_150, "shear free", f"{BENCH}/baseline_map_phi_starts_system1.json"),
+    Measurement(W16_150, "shear free", f"{BENCH}/baseline_map_phi_starts_system2.json"),
+    Measurement(W16_150, "well-specified control", f"{BENCH}/baseline_map_convergence_vae150_control_polish.json"),
+    Measurement(W16_150, "seen source", f"{BENCH}/baseline_map_seen_source_system1.json"),
+    Measurement(W16_150, "seen source", f"{BENCH}/baseline_map_seen_source_system2.json"),
+    Measurement(W32_120, "shear free", f"{BENCH}/baseline_map_convergence_vae32_long_system1.json"),
+    Measurement(W32_120, "shear free", f"{BENCH}/baseline_map_convergence_vae32_long_system2.json"),
+    Measurement(W16_450, "shear free", f"{BENCH}/baseline_map_convergence_vae16_450_system1.json"),
+    Measurement(W16_450, "shear free", f"{BENCH}/baseline_map_convergence_vae16_450_system2.json"),
+    Measurement(W16_450, "shear pinned", f"{BENCH}/baseline_map_convergence_vae16_450_pinned_shear_system1.json"),
+    Measurement(W16_450, "shear pinned", f"{BENCH}/baseline_map_convergence_vae16_450_pinned_shear_system2.json"),
+    Measurement(W64_43, "shear free",
+                f"{BENCH}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system1.json"),
+    Measurement(W64_43, "shear free",
+                f"{BENCH}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system2.json"),
+    Measurement(W64_124, "shear free",
+                f"{BENCH}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system1.json"),
+    Measurement(W64_124, "shear free",
+                f"{BENCH}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system2.json"),
+    Measurement(W64_124, "shear pinned", f"{BENCH}/baseline_map_convergence_vae64_124ep_pinned_shear_system1.json"),
+    Measurement(W64_124, "shear pinned", f"{BENCH}/baseline_map_convergence_vae64_124ep_pinned_shear_system2.json"),
+)
+
+STARTS = ("prior centre", "truth")  # the starts every file has; the phi-moved starts of the scan are left out
+COLUMNS = ("prior", "experiment", "system", "start", "phi_true_rad", "phi_error_pct", "phi_error_deg",
+           "shear_magnitude_error_pct", "shear_angle_error_deg", "log_joint", "source")
+
+
+def _read_json(path: Path, repo: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path.relative_to(repo)}: missing (a MEASUREMENTS entry of {Path(__file__).name})")
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path.relative_to(repo)}: not JSON ({err})")
+
+
+def _field(record: dict, key: str, where: str):
+    if key not in record:
+        raise SystemExit(f"{where}: no field {key!r}")
+    return record[key]
+
+
+def _truth(config_path: str, system: str, repo: Path, where: str) -> dict:
+    try:
+        config = load_config(repo / config_path)
+    except (ConfigError, FileNotFoundError) as err:
+        raise SystemExit(f"{where}: its config {config_path} cannot be read ({err})")
+    systems = config["baseline"]["systems"]
+    if system not in systems:
+        raise SystemExit(f"{where}: system {system!r} is not in {config_path}'s baseline.systems")
+    return systems[system]["truth"]
+
+
+def shear_errors(truth: dict, rel_error_pct: dict) -> tuple[float, float]:
+    """(magnitude error [%], angle error [deg]) of the fitted external shear, from the fit's relative errors of
+    gamma1 and gamma2; the shear angle is atan2(gamma2, gamma1) / 2, wrapped to (-90, 90] degrees."""
+    g1, g2 = truth["gamma1"], truth["gamma2"]
+    f1, f2 = g1 * (1 + rel_error_pct["gamma1"] / 100), g2 * (1 + rel_error_pct["gamma2"] / 100)
+    magnitude_pct = 100 * (math.hypot(f1, f2) / math.hypot(g1, g2) - 1)
+    angle_deg = math.degrees(0.5 * (math.atan2(f2, f1) - math.atan2(g2, g1)))
+    angle_deg = (angle_deg + 90) % 180 - 90
+    return magnitude_pct, angle_deg
+
+
+def collect(measurements=MEASUREMENTS, repo: Path = REPO) -> list[dict]:
+    """One row per (measurement, start), in MEASUREMENTS order."""
+    rows = []
+    for m in measurements:
+        if m.experiment not in EXPERIMENTS:
+            raise SystemExit(f"{m.path}: experiment {m.experiment!r} is not one of {EXPERIMENTS}")
+        record = _read_json(repo / m.path, repo)
+        system = _field(record, "system", m.path)
+        truth = _truth(_field(record, "config", m.path), system, repo, m.path)
+        for i, run in enumerate(_field(record, "runs", m.path)):
+            if run.get("phi_start") is not None or run.get("start") not in STARTS:
+                continue
+            where = f"{m.path}: runs[{i}]"
+            errors = _field(run, "rel_error_pct", where)
+            phi_pct = _field(errors, "phi", f"{where}.rel_error_pct")
+            magnitude_pct, angle_deg = (shear_errors(truth, errors) if {"gamma1", "gamma2"} <= errors.keys()
+                                        else (math.nan, math.nan))
+            rows.append({"prior": m.prior, "experiment": m.experiment, "system": system, "start": run["start"],
+                         "phi_true_rad": truth["phi"], "phi_error_pct": phi_pct,
+                         "phi_error_deg": math.degrees(phi_pct / 100 * truth["phi"]),
+                         "shear_magnitude_error_pct": magnitude_pct, "shear_angle_error_deg": angle_deg,
+                         "log_joint": _field(run, "log_joint", where), "source": m.path})
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
+    """Per system: phi's error [deg] per prior, one marker per experiment and start, the target as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"shear free": ("tab:red", "o"), "shear pinned": ("tab:blue", "*"),
+              "well-specified control": ("tab:green", "^"), "seen source": ("tab:purple", "s")}
+    offsets = {(e, s): (j - 3.5) * 0.07 for j, (e, s) in enumerate((e, s) for e in EXPERIMENTS for s in STARTS)}
+    systems = sorted({r["system"] for r in rows})
+    fig, axes = plt.subplots(1, len(systems), figsize=(6.2 * len(systems), 4.6), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        sys_rows = [r for r in rows if r["system"] == system]
+        band_deg = math.degrees(abs(sys_rows[0]["phi_true_rad"]) * target_pct / 100)
+        ax.axhspan(-band_deg, band_deg, color="0.85", zorder=0, label=f"±{target_pct:g} % of phi (target)")
+        ax.axhline(0, color="0.4", lw=0.8)
+        seen = set()
+        for r in sys_rows:
+            colour, marker = styles[r["experiment"]]
+            x = PRIORS.index(r["prior"]) + offsets[(r["experiment"], r["start"])]
+            label = f"{r['experiment']}, from the {r['start']}"
+            ax.scatter(x, r["phi_error_deg"], color=colour if r["start"] == "prior centre" else "none",
+                       edgecolors=colour, marker=marker, s=90 if marker == "*" else 45, zorder=3,
+                       label=None if label in seen else label)
+            seen.add(label)
+        ax.set_xticks(range(len(PRIORS)), PRIORS, rotation=20, ha="right")
+        ax.set_ylabel("MAP phi - true phi [deg]")
+        ax.set_title(f"{system}, high S/N (true phi {math.degrees(sys_rows[0]['phi_true_rad']):.1f} deg)")
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Paper-003 baseline: phi at high S/N against the source prior (filled: start from the prior "
+                 "centre, open: from the truth)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.13, 1, 0.97))
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-csv", type=Path, default=REPO / BENCH / "baseline_phi_bias.csv")
+    parser.add_argument("--out-png", type=Path, default=REPO / BENCH / "baseline_phi_bias.png")
+    args = parser.parse_args(argv)
+    rows = collect()
+    write_csv(rows, args.out_csv)
+    plot(rows, args.out_png)
+    for r in rows:
+        print(f"{r['prior']:17s} {r['experiment']:23s} {r['system']} {r['start']:12s} phi {r['phi_error_pct']:+6.2f} % "
+              f"({r['phi_error_deg']:+5.2f} deg)  shear |g| {r['shear_magnitude_error_pct']:+6.1f} %, "
+              f"angle {r['shear_angle_error_deg']:+5.2f} deg")
+    print(f"wrote {args.out_csv} and {args.out_png}")
+
+
+if __name__ == "__main__":
+    main()
