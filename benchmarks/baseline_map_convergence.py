@@ -11,6 +11,10 @@ how far the best optimum the model reaches lies from the truth (the bias that th
 leaves).  ``--well-specified`` is the control for that bias: the mock is re-observed (same truth, same noise
 seed) with its source replaced by the VAE's own drawing of it, decoder(encoder mean), so that the model
 holds the exact source and only noise and the lens model's degeneracies keep the fit from the truth.
+``--misfit-fraction F`` runs between that control and the real mock: the source is (1 - F) x the VAE's drawing
++ F x the mock source, so F scales the part of the source that the VAE cannot draw (0: ``--well-specified``,
+1: the mock source itself, re-observed to the same observation).  How the bias grows with F says how much better a
+source prior has to draw the source to bring the lens within a given error.
 ``--seen-source`` asks whether the VAE's failure to draw the mock source is one of generalisation: the mock's
 source is replaced by an image the VAE was trained on (picked from the training split by the same rule and of
 the same kind as the workflow picks the held-out mock source), the intensity recalibrated to the system's medium
@@ -132,6 +136,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--well-specified", action="store_true",
                         help="replace the mock's source by the VAE's drawing of it (decoder of the encoder mean) "
                              "and re-observe with the same noise seed: a control with no source-model error")
+    parser.add_argument("--misfit-fraction", type=float, default=None,
+                        help="replace the mock's source by (1 - F) x the VAE's drawing + F x the source and "
+                             "re-observe with the same noise seed (0 <= F <= 1; 0 is --well-specified)")
     parser.add_argument("--pin-shear", action="store_true",
                         help="diagnostic: hold the external shear within 1e-4 of the truth (see above)")
     parser.add_argument("--only", choices=("prior-centre", "truth"), default=None,
@@ -145,6 +152,12 @@ def main(argv=None) -> dict:
         if not phi_support.low < phi < phi_support.high:
             parser.error(f"--phi-start {phi} lies outside phi's support "
                          f"({phi_support.low:.4f}, {phi_support.high:.4f})")
+    if args.misfit_fraction is not None:
+        if args.well_specified:
+            parser.error("--well-specified is --misfit-fraction 0; give one")
+        if not 0.0 <= args.misfit_fraction <= 1.0:
+            parser.error(f"--misfit-fraction {args.misfit_fraction} lies outside [0, 1]")
+    misfit_fraction = 0.0 if args.well_specified else args.misfit_fraction
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
     config = load_config_or_exit(parser, config_path)
@@ -164,8 +177,8 @@ def main(argv=None) -> dict:
     truth = mock["truth"]
     source_note, source_origin = "mock source", str(mock["source_origin"])
     if args.seen_source:
-        if args.well_specified:
-            parser.error("--seen-source and --well-specified are separate controls; give one")
+        if misfit_fraction is not None:
+            parser.error("--seen-source and --well-specified / --misfit-fraction are separate controls; give one")
         source, source_origin, truth = seen_source(settings, Path(config["data_dir"]) / "baseline" / "vae_data.h5",
                                                    args.system, forward, mock["seeds"], parser)
         obs = torch.as_tensor(observe(render(forward, source, truth), sigma, int(mock["seeds"][j])))
@@ -175,11 +188,14 @@ def main(argv=None) -> dict:
 
     model = LensingModel(forward, prior, sigma, pinned_shear_priors(truth) if args.pin_shear else PRIORS)
     latent = encode_means(vae, mock["source"][None])
-    if args.well_specified:
+    if misfit_fraction is not None:
         with torch.no_grad():
             drawn_source = vae.decoder(latent)[0].numpy()
-        obs = torch.as_tensor(observe(render(forward, drawn_source, truth), sigma, int(mock["seeds"][j])))
-        source_note = "VAE drawing of the mock source (well-specified control)"
+        # as a weighted sum, so that the ends are the drawing and the source exactly
+        source = (1.0 - misfit_fraction) * drawn_source + misfit_fraction * mock["source"]
+        obs = torch.as_tensor(observe(render(forward, source, truth), sigma, int(mock["seeds"][j])))
+        source_note = ("VAE drawing of the mock source (well-specified control)" if misfit_fraction == 0.0 else
+                       f"VAE drawing of the mock source + {misfit_fraction:g} x its misfit (source - drawing)")
     truth_init = {k: torch.tensor([truth[k]], dtype=torch.float32) for k in SCALAR_PARAMS}
     truth_init[LATENT_SITE] = prior.white_from_latent(latent).float()
     log_joint_truth = float(log_joint(model, obs, {**truth_init, "z": latent})[0])
@@ -199,7 +215,7 @@ def main(argv=None) -> dict:
                             args.truth_polish))
     result = {"machine": torch_machine(),
               "config": str(config_path), "system": args.system, "noise": args.noise, "sigma_noise": sigma,
-              "source": source_note, "source_origin": source_origin,
+              "source": source_note, "source_origin": source_origin, "misfit_fraction": misfit_fraction,
               "pinned_shear_half_width": PIN_HALF_WIDTH if args.pin_shear else None,
               "vae": str(vae_path), "vae_width": vae.config.width, "render_device": str(forward.device),
               "log_joint_at_truth_encoded_source": log_joint_truth, "runs": runs, "created_unix": time.time()}

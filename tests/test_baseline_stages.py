@@ -217,6 +217,23 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     assert "well-specified" in control_report["source"] and report["source"] == "mock source"
     assert report["source_origin"] in set(vae_data.read_dataset(d / "data.h5").origin["test"])
     assert control_report["log_joint_at_truth_encoded_source"] > report["log_joint_at_truth_encoded_source"]
+    # --misfit-fraction scales the part of the source that the VAE cannot draw: 0 is the control, 1 the mock itself
+    # (re-observed to the same observation), so the truth scores as in those two runs.
+    for fraction, same_as in ((0.0, control_report), (1.0, report)):
+        scaled = module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02",
+                              "--truth-start", "2:0.02", "--misfit-fraction", str(fraction), "--only", "truth",
+                              "--threads", "1", "--out", str(tmp_path / f"misfit{fraction}.json")])
+        assert scaled["misfit_fraction"] == fraction
+        assert scaled["log_joint_at_truth_encoded_source"] == pytest.approx(
+            same_as["log_joint_at_truth_encoded_source"], rel=1e-7)
+    half = module.main(["--config", str(config), "--system", "system2", "--truth-start", "2:0.02", "--only",
+                        "truth", "--misfit-fraction", "0.5", "--threads", "1", "--out", str(tmp_path / "half.json")])
+    assert "0.5 x its misfit" in half["source"]
+    assert half["log_joint_at_truth_encoded_source"] not in (report["log_joint_at_truth_encoded_source"],
+                                                              control_report["log_joint_at_truth_encoded_source"])
+    for bad in (["--misfit-fraction", "1.5"], ["--misfit-fraction", "0.5", "--well-specified"]):
+        with pytest.raises(SystemExit):
+            module.main(["--config", str(config), "--system", "system2", *bad, "--out", str(tmp_path / "bad.json")])
     # The seen-source control swaps in a training-split image of the same kind (the VAE has seen it).
     seen = tmp_path / "seen.json"
     with pytest.raises(SystemExit):  # no dataset yet: the error names the file and the rule that writes it
