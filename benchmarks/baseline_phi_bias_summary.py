@@ -1,7 +1,7 @@
 """The high-S/N phi error of every paper-003 source prior measured so far, in one table and one figure.
 
     python benchmarks/baseline_phi_bias_summary.py
-    # -> results/benchmarks/baseline_phi_bias.csv, results/benchmarks/baseline_phi_bias.png
+    # -> results/benchmarks/baseline_phi_bias.csv, baseline_phi_bias.png and baseline_phi_bias_misfit.png
 
 Fits nothing: it reads the committed ``baseline_map_convergence.py`` results listed in ``MEASUREMENTS`` (which prior,
 which experiment, which file) and the truth of each system from the configuration that each file names.  For every
@@ -13,9 +13,12 @@ shear.  The figure puts the experiments side by side per system, with the issue'
 * ``shear pinned``: the same with the external shear held at its truth (``--pin-shear``, a diagnostic);
 * ``well-specified control``: the mock re-observed with its source replaced by the VAE's own drawing of it
   (``--well-specified``), so that the source prior can draw the source exactly;
-* ``seen source``: the mock's source replaced by a training image of the VAE (``--seen-source``).
+* ``seen source``: the mock's source replaced by a training image of the VAE (``--seen-source``);
+* ``misfit scan`` (``MISFIT_SCAN``, its own figure): the mock's source replaced by the VAE's drawing plus a fraction
+  F of what the drawing misses (``--misfit-fraction F``, F from 0, the control, to 1, the mock): how the bias grows
+  with the part of the source that the prior cannot draw.
 
-Both outputs are written atomically.
+Every output is written atomically.
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ class Measurement(NamedTuple):
     path: str  # a baseline_map_convergence.py result, relative to the repository
 
 
-EXPERIMENTS = ("shear free", "shear pinned", "well-specified control", "seen source")
+EXPERIMENTS = ("shear free", "shear pinned", "well-specified control", "seen source", "misfit scan")
 
 W16_150, W32_120, W16_450 = "width 16, 150 ep", "width 32, 120 ep", "width 16, 450 ep"
 W64_43, W64_124 = "width 64, 43 ep", "width 64, 124 ep"
 PRIORS = (W16_150, W32_120, W16_450, W64_43, W64_124)
+W16_150_RETRAINED = "width 16, 150 ep, retrained"  # cpu_small's configuration trained again for the misfit scan
 
 MEASUREMENTS = (
     Measurement(W16_150, "shear free", f"{BENCH}/baseline_map_phi_starts_system1.json"),
@@ -73,9 +77,13 @@ MEASUREMENTS = (
     Measurement(W64_124, "shear pinned", f"{BENCH}/baseline_map_convergence_vae64_124ep_pinned_shear_system2.json"),
 )
 
+MISFIT_FRACTIONS = ("0", "0.25", "0.5", "0.75", "1")
+MISFIT_SCAN = tuple(Measurement(W16_150_RETRAINED, "misfit scan", f"{BENCH}/baseline_map_misfit/{system}_f{f}.json")
+                    for system in ("system1", "system2") for f in MISFIT_FRACTIONS)
+
 STARTS = ("prior centre", "truth")  # the starts every file has; the phi-moved starts of the scan are left out
-COLUMNS = ("prior", "experiment", "system", "start", "phi_true_rad", "phi_error_pct", "phi_error_deg",
-           "shear_magnitude_error_pct", "shear_angle_error_deg", "log_joint", "source")
+COLUMNS = ("prior", "experiment", "misfit_fraction", "system", "start", "phi_true_rad", "phi_error_pct",
+           "phi_error_deg", "shear_magnitude_error_pct", "shear_angle_error_deg", "log_joint", "source")
 
 
 def _read_json(path: Path, repo: Path) -> dict:
@@ -115,7 +123,7 @@ def shear_errors(truth: dict, rel_error_pct: dict) -> tuple[float, float]:
     return magnitude_pct, angle_deg
 
 
-def collect(measurements=MEASUREMENTS, repo: Path = REPO) -> list[dict]:
+def collect(measurements=MEASUREMENTS + MISFIT_SCAN, repo: Path = REPO) -> list[dict]:
     """One row per (measurement, start), in MEASUREMENTS order."""
     rows = []
     for m in measurements:
@@ -132,7 +140,8 @@ def collect(measurements=MEASUREMENTS, repo: Path = REPO) -> list[dict]:
             phi_pct = _field(errors, "phi", f"{where}.rel_error_pct")
             magnitude_pct, angle_deg = (shear_errors(truth, errors) if {"gamma1", "gamma2"} <= errors.keys()
                                         else (math.nan, math.nan))
-            rows.append({"prior": m.prior, "experiment": m.experiment, "system": system, "start": run["start"],
+            rows.append({"prior": m.prior, "experiment": m.experiment,
+                         "misfit_fraction": record.get("misfit_fraction"), "system": system, "start": run["start"],
                          "phi_true_rad": truth["phi"], "phi_error_pct": phi_pct,
                          "phi_error_deg": math.degrees(phi_pct / 100 * truth["phi"]),
                          "shear_magnitude_error_pct": magnitude_pct, "shear_angle_error_deg": angle_deg,
@@ -148,12 +157,23 @@ def write_csv(rows: list[dict], path: Path) -> None:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
-    """Per system: phi's error [deg] per prior, one marker per experiment and start, the target as a band."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _target_band_deg(phi_true_rad: float, target_pct: float) -> float:
+    return math.degrees(abs(phi_true_rad) * target_pct / 100)
+
+
+def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
+    """Per system: phi's error [deg] per prior, one marker per experiment and start, the target as a band."""
+    plt = _pyplot()
+    rows = [r for r in rows if r["prior"] in PRIORS]
 
     styles = {"shear free": ("tab:red", "o"), "shear pinned": ("tab:blue", "*"),
               "well-specified control": ("tab:green", "^"), "seen source": ("tab:purple", "s")}
@@ -162,7 +182,7 @@ def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     fig, axes = plt.subplots(1, len(systems), figsize=(6.2 * len(systems), 4.6), squeeze=False)
     for ax, system in zip(axes[0], systems):
         sys_rows = [r for r in rows if r["system"] == system]
-        band_deg = math.degrees(abs(sys_rows[0]["phi_true_rad"]) * target_pct / 100)
+        band_deg = _target_band_deg(sys_rows[0]["phi_true_rad"], target_pct)
         ax.axhspan(-band_deg, band_deg, color="0.85", zorder=0, label=f"±{target_pct:g} % of phi (target)")
         ax.axhline(0, color="0.4", lw=0.8)
         seen = set()
@@ -193,19 +213,57 @@ def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     plt.close(fig)
 
 
+def plot_misfit(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
+    """Per system: phi's error [deg] (top) and the shear's magnitude error [%] (bottom) against the misfit fraction."""
+    plt = _pyplot()
+    rows = [r for r in rows if r["experiment"] == "misfit scan"]
+    systems = sorted({r["system"] for r in rows})
+    fig, axes = plt.subplots(2, len(systems), figsize=(5.6 * len(systems), 6.4), sharex=True, squeeze=False)
+    for col, system in enumerate(systems):
+        sys_rows = [r for r in rows if r["system"] == system]
+        band_deg = _target_band_deg(sys_rows[0]["phi_true_rad"], target_pct)
+        axes[0][col].axhspan(-band_deg, band_deg, color="0.85", zorder=0, label=f"±{target_pct:g} % of phi (target)")
+        for start, face in (("prior centre", "tab:red"), ("truth", "none")):
+            pts = sorted((r["misfit_fraction"], r["phi_error_deg"], r["shear_magnitude_error_pct"])
+                         for r in sys_rows if r["start"] == start)
+            fractions = [p[0] for p in pts]
+            for row, values in ((0, [p[1] for p in pts]), (1, [p[2] for p in pts])):
+                axes[row][col].plot(fractions, values, color="tab:red", lw=0.8, zorder=2)
+                axes[row][col].scatter(fractions, values, color=face, edgecolors="tab:red", zorder=3,
+                                       label=f"from the {start}")
+        axes[0][col].set_title(f"{system}, high S/N (true phi {math.degrees(sys_rows[0]['phi_true_rad']):.1f} deg)")
+        axes[0][col].set_ylabel("MAP phi - true phi [deg]")
+        axes[1][col].set_ylabel("fitted |shear| / true - 1 [%]")
+        axes[1][col].set_xlabel("F: source = (1 - F) x VAE drawing + F x mock source")
+        for ax in axes[:, col]:
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Paper-003 baseline, {rows[0]['prior']} VAE: the bias against the part of the source it cannot "
+                 "draw (F = 0: well-specified control, F = 1: the mock)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-csv", type=Path, default=REPO / BENCH / "baseline_phi_bias.csv")
     parser.add_argument("--out-png", type=Path, default=REPO / BENCH / "baseline_phi_bias.png")
+    parser.add_argument("--out-misfit-png", type=Path, default=REPO / BENCH / "baseline_phi_bias_misfit.png")
     args = parser.parse_args(argv)
     rows = collect()
     write_csv(rows, args.out_csv)
     plot(rows, args.out_png)
+    plot_misfit(rows, args.out_misfit_png)
     for r in rows:
-        print(f"{r['prior']:17s} {r['experiment']:23s} {r['system']} {r['start']:12s} phi {r['phi_error_pct']:+6.2f} % "
+        fraction = "" if r["misfit_fraction"] is None else f"F={r['misfit_fraction']:g}"
+        print(f"{r['prior']:28s} {r['experiment']:23s} {fraction:6s} {r['system']} {r['start']:12s} "
+              f"phi {r['phi_error_pct']:+6.2f} % "
               f"({r['phi_error_deg']:+5.2f} deg)  shear |g| {r['shear_magnitude_error_pct']:+6.1f} %, "
               f"angle {r['shear_angle_error_deg']:+5.2f} deg")
-    print(f"wrote {args.out_csv} and {args.out_png}")
+    print(f"wrote {args.out_csv}, {args.out_png} and {args.out_misfit_png}")
 
 
 if __name__ == "__main__":

@@ -73,3 +73,21 @@ def test_the_committed_table_is_what_the_committed_fits_give(summary, repo_root,
     summary.write_csv(summary.collect(), fresh)
     committed = repo_root / "results/benchmarks/baseline_phi_bias.csv"
     assert list(csv.DictReader(fresh.open())) == list(csv.DictReader(committed.open()))
+
+
+def test_both_figures_are_drawn_from_rows_of_every_kind(summary, tmp_path):
+    def row(prior, experiment, system, start, fraction=None, phi_pct=-3.0):
+        return {"prior": prior, "experiment": experiment, "misfit_fraction": fraction, "system": system,
+                "start": start, "phi_true_rad": 0.6, "phi_error_pct": phi_pct, "phi_error_deg": 0.01 * phi_pct * 34.4,
+                "shear_magnitude_error_pct": 5.0, "shear_angle_error_deg": 1.0, "log_joint": 0.0, "source": "x"}
+
+    rows = [row(prior, experiment, system, start) for prior in summary.PRIORS[:2]
+            for experiment in ("shear free", "shear pinned") for system in ("system1", "system2")
+            for start in summary.STARTS]
+    rows += [row(summary.W16_150_RETRAINED, "misfit scan", system, start, fraction, phi_pct=-4 * fraction)
+             for system in ("system1", "system2") for start in summary.STARTS for fraction in (0.0, 0.5, 1.0)]
+    summary.plot(rows, tmp_path / "priors.png")
+    summary.plot_misfit(rows, tmp_path / "misfit.png")
+    for name in ("priors.png", "misfit.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["misfit.png", "priors.png"]  # no temporary file left
