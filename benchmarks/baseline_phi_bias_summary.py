@@ -34,6 +34,8 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from astrorim.baseline.io import load_json  # noqa: E402
+from astrorim.baseline.plots import plt, save_figure  # noqa: E402
 from astrorim.config import ConfigError, load_config  # noqa: E402
 from astrorim.io.atomic import atomic_path  # noqa: E402
 
@@ -88,7 +90,7 @@ COLUMNS = ("prior", "experiment", "misfit_fraction", "system", "start", "phi_tru
 
 def _read_json(path: Path, repo: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        return load_json(path)
     except FileNotFoundError:
         raise SystemExit(f"{path.relative_to(repo)}: missing (a MEASUREMENTS entry of {Path(__file__).name})")
     except json.JSONDecodeError as err:
@@ -157,22 +159,12 @@ def write_csv(rows: list[dict], path: Path) -> None:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _target_band_deg(phi_true_rad: float, target_pct: float) -> float:
     return math.degrees(abs(phi_true_rad) * target_pct / 100)
 
 
 def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     """Per system: phi's error [deg] per prior, one marker per experiment and start, the target as a band."""
-    plt = _pyplot()
     rows = [r for r in rows if r["prior"] in PRIORS]
 
     styles = {"shear free": ("tab:red", "o"), "shear pinned": ("tab:blue", "*"),
@@ -208,14 +200,11 @@ def plot(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     fig.suptitle("Paper-003 baseline: phi at high S/N against the source prior (filled: start from the prior "
                  "centre, open: from the truth)", fontsize=10)
     fig.tight_layout(rect=(0, 0.13, 1, 0.97))
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)
 
 
 def plot_misfit(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     """Per system: phi's error [deg] (top) and the shear's magnitude error [%] (bottom) against the misfit fraction."""
-    plt = _pyplot()
     rows = [r for r in rows if r["experiment"] == "misfit scan"]
     systems = sorted({r["system"] for r in rows})
     fig, axes = plt.subplots(2, len(systems), figsize=(5.6 * len(systems), 6.4), sharex=True, squeeze=False)
@@ -242,9 +231,7 @@ def plot_misfit(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
     fig.suptitle(f"Paper-003 baseline, {rows[0]['prior']} VAE: the bias against the part of the source it cannot "
                  "draw (F = 0: well-specified control, F = 1: the mock)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path, dpi=130)
 
 
 def main(argv: list[str] | None = None) -> None:
