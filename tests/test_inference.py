@@ -142,7 +142,7 @@ def test_cli_refusals(tmp_path, checkpoint, capsys):
     wrong = tmp_path / "wrong.fits"
     fits.PrimaryHDU(_image(7, n=48)).writeto(wrong)
     rect = tmp_path / "rect.fits"
-    fits.PrimaryHDU(np.zeros((NPIX, 40))).writeto(rect)
+    fits.PrimaryHDU(np.random.default_rng(0).normal(size=(NPIX, 40))).writeto(rect)
     text = tmp_path / "text.fits"
     text.write_text("SIMPLE? no, this is not FITS\n")
     good = tmp_path / "good.fits"
@@ -164,9 +164,9 @@ def test_cli_refusals(tmp_path, checkpoint, capsys):
     _assert_refused(["reconstruct", good, "--checkpoint", tmp_path / "no.pt", "--out", out], out, capsys,
                     "does not exist")
     _assert_refused(["reconstruct", good, "--checkpoint", notckpt, "--out", out], out, capsys,
-                    "not a readable torch checkpoint")
+                    "not an astrorim checkpoint")
     _assert_refused(["reconstruct", good, "--checkpoint", other, "--out", out], out, capsys,
-                    "not an AstroRIM checkpoint")
+                    "not an astrorim checkpoint")
     assert _run(["model-info", "--checkpoint", other]) == 2
 
 
@@ -186,9 +186,9 @@ def test_registered_in_project_cli(capsys):
     assert "total" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, bad", [(["--version", "v7", "--n", "2"], "'v7'"),
-                                       (["--version", "v1", "--n", "0"], "n must be >= 1, got 0"),
-                                       (["--version", "v1", "--n", "-3"], "n must be >= 1, got -3")])
+@pytest.mark.parametrize("argv, bad", [(["--simulator", "v7", "--n", "2"], "'v7'"),
+                                       (["--simulator", "v1", "--n", "0"], "n must be >= 1, got 0"),
+                                       (["--simulator", "v1", "--n", "-3"], "n must be >= 1, got -3")])
 def test_cli_simulate_refuses_bad_version_or_count(tmp_path, capsys, argv, bad):
     from astrorim.cli import main
 
@@ -201,7 +201,7 @@ def test_cli_simulate_refuses_bad_version_or_count(tmp_path, capsys, argv, bad):
 
 def test_cli_simulate_exit_status_from_shell(tmp_path):
     out = tmp_path / "shard.h5"
-    proc = subprocess.run([sys.executable, "-m", "astrorim.cli", "simulate", "--version", "v7", "--n", "2",
+    proc = subprocess.run([sys.executable, "-m", "astrorim.cli", "simulate", "--simulator", "v7", "--n", "2",
                            "--seed", "0", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "'v7'" in proc.stderr

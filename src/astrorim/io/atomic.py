@@ -50,3 +50,19 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def check_writable(target: str | os.PathLike) -> Path:
+    """Raise OSError unless a file can be written atomically to ``target``: checked before long work.
+
+    Creates the parent directories (as :func:`atomic_path` would) and a temporary file beside the target,
+    then removes the temporary file; an existing directory at ``target`` is refused too.
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".check", dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp_name)
+    return target
