@@ -12,7 +12,7 @@ from astrorim.sim import simulate  # noqa: E402
 with redirect_to_log(snakemake):  # noqa: F821
     spec = snakemake.params.spec  # noqa: F821
     batch = simulate(spec.version, spec.n, spec.seed, phase=spec.phase, split=spec.split,
-                     start_index=spec.start_index, npix=snakemake.params.npix)  # noqa: F821
+                     start_index=spec.start_index, npix=snakemake.params.npix, progress=True)  # noqa: F821
     meta = {"version": spec.version, "phase": spec.phase, "split": spec.split, "seed": spec.seed,
             "start_index": spec.start_index}
     write_shard(snakemake.output[0], batch, meta,  # noqa: F821

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from astrorim.progress import Progress
 from astrorim.real.ingest import NativeImage
 from astrorim.real.point_sources import PointImage
 
@@ -315,6 +317,46 @@ def _run_emcee(fs, n_walkers: int, n_burn: int, n_run: int, sigma_scale: float) 
     return chain
 
 
+def _fit_progress(fs, name: str, s: ReferenceFitSettings, run_mcmc: bool) -> Progress:
+    """Progress of the fit in likelihood evaluations (a line every 30 s with ETA in a job's log).
+
+    The PSO evaluates every particle once per iteration (plus the start), emcee every walker once per
+    step; the fit's cost is almost all in these evaluations, so their count measures how far it is.
+    """
+    n_params = fs.param_class.num_param()[0]
+    total = 1 + s.n_particles * (s.n_iterations + 1)
+    if run_mcmc:
+        total += s.mcmc_walker_ratio * n_params * (s.mcmc_n_burn + s.mcmc_n_run + 1)
+    return Progress(total, f"reference fit {Path(name).name}", unit="likelihood evaluations")
+
+
+def _counting_fitting_sequence(base):
+    """A ``FittingSequence`` whose likelihood objects call ``on_likelihood_call`` on every evaluation.
+
+    ``FittingSequence.likelihood_class`` builds a new likelihood object on every access (PSO and the
+    emcee set-up each take one), so the count wraps each object's ``logL`` as it is handed out.
+    """
+
+    class CountingFittingSequence(base):
+        on_likelihood_call = None
+
+        @property
+        def likelihood_class(self):
+            like = super().likelihood_class
+            callback = self.on_likelihood_call
+            if callback is not None:
+                log_l = like.logL
+
+                def counted(*args, **kwargs):
+                    callback()
+                    return log_l(*args, **kwargs)
+
+                like.logL = counted
+            return like
+
+    return CountingFittingSequence
+
+
 def fit_reference(native: NativeImage, lens_centre_rc: tuple[float, float], images: list[PointImage],
                   theta_e_guess_arcsec: float, settings: ReferenceFitSettings | None = None,
                   run_mcmc: bool = True) -> ReferenceFitResult:
@@ -333,9 +375,13 @@ def fit_reference(native: NativeImage, lens_centre_rc: tuple[float, float], imag
     saved_state = np.random.get_state()
     np.random.seed(s.seed)
     runtime: dict[str, float] = {}
+    progress = None
     try:
-        fs = FittingSequence(inputs["kwargs_data_joint"], inputs["kwargs_model"], inputs["kwargs_constraints"],
-                             inputs["kwargs_likelihood"], inputs["kwargs_params"], verbose=False)
+        fs = _counting_fitting_sequence(FittingSequence)(
+            inputs["kwargs_data_joint"], inputs["kwargs_model"], inputs["kwargs_constraints"],
+            inputs["kwargs_likelihood"], inputs["kwargs_params"], verbose=False)
+        progress = _fit_progress(fs, native.path, s, run_mcmc)
+        fs.on_likelihood_call = progress.update
         t0 = time.perf_counter()
         fs.fit_sequence([["PSO", {"sigma_scale": 1.0, "n_particles": s.n_particles,
                                   "n_iterations": s.n_iterations}]])
@@ -366,6 +412,8 @@ def fit_reference(native: NativeImage, lens_centre_rc: tuple[float, float], imag
         log_l = float(fs.best_fit_likelihood())
     finally:
         np.random.set_state(saved_state)
+        if progress is not None:
+            progress.close()
 
     model, norm_res, kwargs_linear = _model_image(inputs, kwargs_result)
     for key in ("kwargs_lens_light", "kwargs_source", "kwargs_ps"):

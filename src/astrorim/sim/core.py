@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..params import PARAMETER_NAMES, lenstronomy_kwargs_to_normalised, q_phi_from_ellipticity
+from ..progress import Progress
 from .convolve import fft_convolve_same
 from .cosmology import DistanceTable, distance_table
 from .grids import Grid, arcsec_to_index, bilinear_sample, block_mean, make_grid
@@ -328,19 +329,19 @@ def run_settings(settings: VersionSettings, version: str, n: int, seed: int, *, 
     if npix % 2:
         raise ValueError(f"npix must be even (the field centre is a pixel corner), got {npix}")
     ctx = make_context(settings, npix)
-    indices = range(start_index, start_index + n)
-    if progress:
-        from tqdm.auto import tqdm
-
-        # disable=None: quiet when stderr is not a terminal (batch jobs, logs).
-        indices = tqdm(indices, desc=f"simulate {version}", unit="pair", disable=None)
     examples = []
     rows = []
-    for index in indices:
+    # progress: a bar on a terminal, else a line every 30 s with done/total and ETA (the job's log)
+    bar = Progress(n, f"simulate {version} {phase}/{split}", unit="pair") if progress else None
+    for index in range(start_index, start_index + n):
         ex = simulate_example(ctx, example_rng(seed, version, phase, split, index))
         examples.append(ex)
         rows.append({"version": version, "seed": seed, "phase": phase, "split": split, "index": index,
                      **ex.truth})
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
 
     def stack(attr):
         return np.stack([getattr(e, attr) for e in examples]).astype(np.float32)
