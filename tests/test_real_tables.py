@@ -180,3 +180,21 @@ def test_runtimes_side_by_side_and_old_jsons_without_them(tmp_path):
     old_rows = dict((q, v) for q, v, _ in lens_table_rows(old))
     assert old_rows["runtime, AstroRIM model step"] == "--"
     assert old_rows["runtime, lenstronomy reference fit (wall)"] == "--"
+
+
+def test_status_says_what_the_flags_say(tmp_path):
+    """No "ok" beside flag_high_chi2 = True: the status names the flag (and an illustrative-only input)."""
+    flagged = _diag("RXJ1131-1231", 1.80, 1.90, chi2_dof=24.1, flag=True)
+    flagged["consistency"]["chi2_dof_threshold"] = 3.0
+    clean = _diag("J1537", 1.40, 1.40)
+    odd = _diag("HE0435-1223", 1.2, 1.2, chi2_dof=5.0, flag=True)
+    odd["illustrative_only"] = True
+    paths = [_write(tmp_path / f"{i}.json", d) for i, d in enumerate((flagged, clean, odd))]
+    table = build_table1(paths, CATALOGUE, tmp_path / "table1").set_index("lens")
+    status = table.loc["RXJ1131 (RXJ1131-1231)", "status"]
+    assert status != "ok" and "high model chi2/dof 24.1 > 3" in status
+    assert table.loc["J1537", "status"] == "ok"
+    he = table.loc[[i for i in table.index if "HE0435" in i][0], "status"]
+    assert "high model chi2/dof 5" in he and "illustrative only" in he
+    flagged_rows = table[table["flag_high_chi2"].astype(str) == "True"]
+    assert len(flagged_rows) == 2 and not (flagged_rows["status"] == "ok").any()

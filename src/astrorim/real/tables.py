@@ -107,6 +107,28 @@ def _values(payload: dict) -> dict:
     return {}
 
 
+def table1_status(payload: dict | None, theta_model, theta_ref) -> str:
+    """What a Table-1 row can be trusted for: "ok" only when both radii exist and no flag is raised.
+
+    Each raised flag is named: a model chi2/dof above the forward-consistency threshold (the model
+    image does not fit the data, so its theta_E is suspect) and an illustrative-only input.
+    """
+    if payload is None:
+        return "not run"
+    if theta_model is None:
+        return NO_MODEL if theta_ref is not None else "reference fit missing"
+    problems = [] if theta_ref is not None else ["reference fit missing"]
+    cons = payload.get("consistency") or {}
+    high = cons.get("flag_high_chi2")
+    if high is not None and not pd.isna(high) and bool(high):
+        chi2, limit = cons.get("chi2_dof"), cons.get("chi2_dof_threshold")
+        detail = "" if chi2 is None else f" {chi2:.3g}" + ("" if limit is None else f" > {limit:g}")
+        problems.append(f"high model chi2/dof{detail}: model image does not fit the data")
+    if payload.get("illustrative_only"):
+        problems.append("illustrative only (non-linear / uncalibrated input)")
+    return "; ".join(problems) if problems else "ok"
+
+
 def table1_rows(payloads: dict[str, dict], entries: list[LensEntry], cosmology=None) -> pd.DataFrame:
     """One row per catalogue lens (paper Table-1 lenses first, in the paper's order) plus a MAPE row."""
     # The paper's Table 1 is alphabetical by its lens names.
@@ -137,12 +159,7 @@ def table1_rows(payloads: dict[str, dict], entries: list[LensEntry], cosmology=N
         row["abs_pct_diff_sigma"] = _pct(row["sigma_model_kms"], row["sigma_ref_kms"])
         row["abs_pct_diff_mass_e"] = _pct(row["mass_e_model_msun"], row["mass_e_ref_msun"])
         row["abs_pct_diff_theta_e_eff"] = _pct(row["theta_e_eff_model_arcsec"], row["theta_e_eff_ref_arcsec"])
-        if payload is None:
-            row["status"] = "not run"
-        elif theta_m is None:
-            row["status"] = NO_MODEL if theta_r is not None else "reference fit missing"
-        else:
-            row["status"] = "ok" if theta_r is not None else "reference fit missing"
+        row["status"] = table1_status(payload, theta_m, theta_r)
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE1_COLUMNS)
     mape = {c: None for c in TABLE1_COLUMNS}
