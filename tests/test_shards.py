@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from astrorim.io.shards import ShardError, read_shard, read_shard_attrs, write_shard
+from astrorim.io.shards import ShardError, read_shard, read_shard_attrs, verify_shard, write_shard
+from astrorim.manifest import build_manifest
 
 
 @dataclass
@@ -102,3 +103,22 @@ def test_shards_written_before_per_subhalo_columns_still_read(tmp_path):
     np.testing.assert_array_equal(b.subhalo_0_center_x, new.truth.subhalo_0_center_x)
     both = pd.concat([a, b], ignore_index=True)
     assert both.subhalo_0_theta_E.isna().sum() == 5
+
+
+@pytest.mark.parametrize("dataset, chunk", [("observed", 2), ("source", 0), ("diagnostics/noiseless", 1)])
+def test_manifest_reads_every_example_and_names_the_bad_shard(tmp_path, dataset, chunk):
+    """The attributes of a shard with one corrupted chunk read fine; the manifest reads every chunk."""
+    good = write_shard(tmp_path / "good.h5", make_batch(npix=32), META, store_diagnostics=True)
+    bad = write_shard(tmp_path / "bad.h5", make_batch(npix=32, seed=1), {**META, "start_index": 13},
+                      store_diagnostics=True)
+    with h5py.File(bad, "r") as f:
+        offset = f[dataset].id.get_chunk_info(chunk).byte_offset
+    raw = bytearray(bad.read_bytes())
+    raw[offset + 100] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    assert read_shard_attrs(bad)["n"] == 3  # the cheap check alone passes it
+    assert len(build_manifest([good, bad], verify=False)) == 2
+    with pytest.raises(ShardError, match=rf"bad\.h5: corrupted shard: dataset '{dataset}' rows 0-2"):
+        build_manifest([good, bad])
+    assert verify_shard(good)["n"] == 3
+    assert list(build_manifest([good])["n"]) == [3]
