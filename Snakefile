@@ -1,6 +1,10 @@
 # astrorim: the AstroRIM study as a Snakemake workflow.
 #   snakemake --cores 16 --resources gpu=1                      # paper scale (config/config.yaml)
 #   snakemake --cores 2 --configfile config/quick.yaml          # the quick study
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
@@ -14,7 +18,16 @@ if not workflow.overwrite_configfiles:
 
 
 
-validate(config, "config/schema.yaml")
+# astrorim.config's own check first: snakemake's validate() would dump the whole configuration on an error;
+# this names the key, the file, and the keys or type allowed there, in at most five lines.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from astrorim.config import ConfigError, validate_config  # noqa: E402
+
+try:
+    validate_config(config, source=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, "config/schema.yaml")  # fills the schema's defaults
 
 
 include: "workflow/rules/common.smk"

@@ -64,6 +64,20 @@ def test_bad_config_names_the_key(quick, mutate, key):
         validate_config(config, source="test.yaml")
 
 
+def test_config_error_is_short_and_says_what_is_allowed(quick):
+    config = copy.deepcopy(quick)
+    config["run_nmae"] = config.pop("run_name")
+    config["npix"] = "96"
+    config["simulation"]["shard_sise"] = 5
+    config["training"] = {"x": 1, "y": 2, "z": 3}
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, source="typo.yaml")
+    lines = str(err.value).splitlines()
+    assert len(lines) <= 5 and lines[0] == "typo.yaml: invalid configuration"
+    assert "run_nmae (did you mean run_name?): unknown key; allowed at <top level>: baseline" in lines[1]
+    assert "npix: '96' is not of type 'integer'" in str(err.value) and lines[-1].startswith("  ... and ")
+
+
 def test_unreadable_config(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")

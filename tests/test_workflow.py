@@ -42,6 +42,22 @@ def test_mistyped_key_fails_naming_it(repo_root, tmp_path):
     assert "shard_sise" in result.stdout + result.stderr
 
 
+def test_top_level_typo_is_a_short_message(repo_root, tmp_path):
+    """A mistyped top-level key: the key, the file and the allowed keys in <= 5 lines, not a config dump."""
+    config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
+    config["run_nmae"] = config.pop("run_name")
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(repo_root, "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    lines = [line for line in text[text.index("WorkflowError"):].strip().splitlines()
+             if not line.startswith("Using workflow specific profile")]
+    assert len(lines) <= 5, text
+    assert f"{bad}: invalid configuration" in text
+    assert "run_nmae (did you mean run_name?)" in text and "allowed at <top level>: baseline" in text
+
+
 def test_quick_study_runs(repo_root, tmp_path):
     """The quick configuration for real, into temporary directories: simulation, training, finetuning, evaluation.
 
