@@ -209,6 +209,8 @@ def resampled_noise_sigma(sigma: float, n_in: int, npix: int) -> float:
 
 
 def _column(name: str, value, unit: str | None) -> fits.Column:
+    if value is None:  # a result field without a value (e.g. a fit that did not run): NaN
+        value = float("nan")
     if isinstance(value, (bool, np.bool_)):
         return fits.Column(name=name, format="L", array=np.array([bool(value)]), unit=unit)
     if isinstance(value, str):

@@ -341,7 +341,8 @@ def register(subparsers) -> None:
     p.add_argument("--psf", type=Path, default=None, metavar="PSF.fits",
                    help="PSF kernel (FITS, square, odd size, sum 1) at the image's pixel scale")
     p.add_argument("--pixel-scale", type=float, default=None, metavar="ARCSEC",
-                   help="pixel scale [arcsec/pix] when the header has none (checked against it otherwise)")
+                   help="pixel scale of the input image [arcsec/pix] when its header has none "
+                        "(checked against the header otherwise)")
     p.add_argument("--refine", action="store_true",
                    help="refine the lens parameters by a likelihood fit after the network")
     p.add_argument("--n-iter", type=int, default=None, help="RIM iterations (default: the model's)")
