@@ -112,6 +112,20 @@ def test_wcs_survives_resize(tmp_path, checkpoint, n_in, cd):
         assert np.allclose(corner, _world(WCS(header), np.array([-0.5]), np.array([-0.5])), atol=1e-10)
 
 
+def test_sip_distortion_dropped_after_resize_with_a_warning(tmp_path, checkpoint, capsys):
+    inp, out = tmp_path / "sip.fits", tmp_path / "rec.fits"
+    header = _sky_header(64, scale_arcsec=0.05)
+    header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    header["A_ORDER"], header["B_ORDER"], header["A_2_0"], header["B_0_2"] = 2, 2, 1e-6, -1e-6
+    fits.PrimaryHDU(_ring(64).astype(np.float32), header=header).writeto(inp)
+    assert WCS(header).sip is not None
+    assert _run(["reconstruct", inp, "--checkpoint", checkpoint, "--out", out, "--resize"]) == 0
+    assert "distortion terms (SIP / lookup tables) are dropped" in capsys.readouterr().err
+    with fits.open(out) as hdul:
+        assert "A_ORDER" not in hdul[0].header and WCS(hdul[0].header).sip is None
+        assert hdul[0].header["CTYPE1"] == "RA---TAN"
+
+
 def test_pixel_scale_sources_and_warnings(tmp_path, checkpoint, capsys):
     bare, out = tmp_path / "bare.fits", tmp_path / "rec.fits"
     fits.PrimaryHDU(_ring()).writeto(bare)

@@ -155,6 +155,7 @@ def resampled_wcs(wcs: WCS, n_in: int, n_out: int) -> WCS:
     else:
         out.wcs.cdelt = np.asarray(wcs.wcs.cdelt, dtype=float) * f
     out.sip = None
+    out.wcs.ctype = [str(c).replace("-SIP", "") for c in wcs.wcs.ctype]
     out.cpdis1 = out.cpdis2 = out.det2im1 = out.det2im2 = None
     return out
 

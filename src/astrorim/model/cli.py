@@ -181,7 +181,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     npix = model.config.npix
     original_shape = image.shape
     sigma = args.noise_sigma
-    wcs = image_wcs(header)
+    try:
+        wcs = image_wcs(header)
+    except Exception as exc:  # astropy raises many kinds on a malformed WCS; it is not worth a refusal
+        _warn(cmd, f"{args.image}: its WCS cannot be read ({type(exc).__name__}: {exc}); the output has none")
+        wcs = None
     resampled = False
     if image.shape != (npix, npix):
         if not args.resize:
