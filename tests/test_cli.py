@@ -272,8 +272,9 @@ def _psf(n=5, total=1.0):
 
 def test_flags_passed_through(tmp_path, checkpoint, capsys, monkeypatch):
     calls = []
-    refined = {"theta_e_arcsec": 0.77, "chi2_per_pixel": 1.1, "log_evidence": -123.4, "converged": True,
-               "flag": "ok"}
+    refined = {"theta_e_arcsec": 0.77, "theta_e_arcsec_err": 0.01, "chi2_per_pixel": 1.1, "log_evidence": -123.4,
+               "converged": True, "flag": "ok", "amortised_phi": 0.3, "amortised_b": 0.4, "b_err": 0.002,
+               "log_evidence_missing": None}
     monkeypatch.setattr(astrorim.inference, "reconstruct", _fake_reconstruct(calls, refined))
     inp, psf, nmap, out = (tmp_path / n for n in ("lens.fits", "psf.fits", "noise.fits", "rec.fits"))
     fits.PrimaryHDU(_ring(), header=_sky_header(NPIX, 0.08)).writeto(inp)
@@ -297,6 +298,8 @@ def test_flags_passed_through(tmp_path, checkpoint, capsys, monkeypatch):
         assert row["chi2_per_pixel"] == pytest.approx(1.1) and row["log_evidence"] == pytest.approx(-123.4)
         assert bool(row["converged"]) is True and row["flag"] == "ok"
         assert units["theta_e_arcsec"] == "arcsec" and units["chi2_per_pixel"] == ""
+        assert units["theta_e_arcsec_err"] == "arcsec" and units["amortised_phi"] == "rad"
+        assert units["amortised_b"] == "" and units["b_err"] == "" and np.isnan(row["log_evidence_missing"])
         assert hdul[0].header["REFINED"] is True and "PSFFILE" in hdul[0].header
     # --resize: the PSF and the noise map follow the image to the model's grid
     big, bpsf, bmap = tmp_path / "big.fits", tmp_path / "bpsf.fits", tmp_path / "bmap.fits"

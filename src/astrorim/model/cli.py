@@ -126,9 +126,24 @@ def _params_table(row, extra_columns, npix: int, scale_arcsec: float | None):
         if hasattr(value, "item"):
             value = value.item()
         values[name] = value
-        units[name] = REFINED_COLUMN_UNITS.get(name, units.get(name, ""))
-        comments.setdefault(name, "from the refinement (--refine)")
+        units[name] = extra_column_unit(name)
+        if name.startswith("amortised_"):
+            comments[name] = "the network's value before --refine"
+        elif name.endswith("_err"):
+            comments[name] = "1-sigma uncertainty from the refinement"
+        else:
+            comments.setdefault(name, "from the refinement (--refine)")
     return values, units, comments
+
+
+def extra_column_unit(name: str) -> str:
+    """TUNIT of a column the result adds: arcsec lengths, radian angles, else dimensionless ('')."""
+    base = name.removeprefix("amortised_").removesuffix("_err")
+    if base in REFINED_COLUMN_UNITS:
+        return REFINED_COLUMN_UNITS[base]
+    if base in NORMALISED_COLUMNS:
+        return NORMALISED_COLUMNS[base][0]
+    return "arcsec" if base.endswith("_arcsec") else ""
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
