@@ -1,6 +1,7 @@
 # astrorim: the AstroRIM study as a Snakemake workflow.
 #   snakemake --cores 16 --resources gpu=1                      # paper scale (config/config.yaml)
 #   snakemake --cores 2 --configfile config/quick.yaml          # the quick study
+#   snakemake --report report.html --configfile config/quick.yaml   # its figures and tables in one HTML file
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
@@ -15,6 +16,10 @@ if not workflow.overwrite_configfiles:
 
 
 validate(config, "config/schema.yaml")
+
+# `snakemake --report report.html --configfile config/quick.yaml`: every figure and table of the study, with the
+# captions in workflow/report/ (rules flag their outputs with report()).
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
