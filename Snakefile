@@ -37,6 +37,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/headline.smk"
 
 
 rule all:
@@ -46,4 +47,8 @@ rule all:
         rules.evaluate.output,
         rules.table1.output,
         rules.baseline_all.input,
+        rules.headline_evaluation.output,
+        rules.headline_real_lenses.output,
+        rules.headline_vae.output,
+        rules.headline_comparison.output,
     default_target: True

@@ -15,6 +15,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,4 +131,32 @@ def files_seen(walk: dict) -> dict[str, dict]:
         for subcategory, files in subcategories.items():
             for file in files:
                 seen.setdefault(file["name"], []).append({**file, "category": category, "subcategory": subcategory})
+    return seen
+
+
+def build_report(repo_root, out, configfile, *targets, timeout=300):
+    """`snakemake <targets> --report <out> --configfile <configfile>`: (the finished process, seconds taken)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(repo_root / "Snakefile"), *targets,
+               "--report", str(out), "--configfile", str(configfile)]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result, time.monotonic() - started
+
+
+def check_browsed(walk, pngs, categories):
+    """Every PNG in `pngs` (paths as the workflow names them) shown in the browser as a loaded image, every
+    result with its caption, the categories those of the menu, and nothing went wrong while clicking."""
+    assert walk["errors"] == [], walk["errors"]
+    assert set(categories) <= set(walk["menu"]), walk["menu"]
+    assert set(walk["categories"]) == set(categories)
+    seen = files_seen(walk)
+    missing = sorted(str(p) for p in pngs if str(p) not in seen)
+    assert not missing, f"figures not in the report: {missing}"
+    for path in pngs:
+        for view in seen[str(path)]:
+            assert view.get("width", 0) > 100 and view.get("height", 0) > 100, (path, view)
+    for name, views in seen.items():
+        for view in views:
+            assert "DESCRIPTION" in view["info"].upper(), f"{name}: no caption shown"
     return seen
