@@ -1,6 +1,7 @@
 # astrorim: the AstroRIM study as a Snakemake workflow.
 #   snakemake --cores 16 --resources gpu=1                      # paper scale (config/config.yaml)
 #   snakemake --cores 2 --configfile config/quick.yaml          # the quick study
+#   snakemake --report report.html --configfile config/quick.yaml   # its figures and tables in one HTML file
 import sys
 from pathlib import Path
 
@@ -29,6 +30,10 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, "config/schema.yaml")  # fills the schema's defaults
 
+# `snakemake --report report.html --configfile config/quick.yaml`: every figure and table of the study, with the
+# captions in workflow/report/ (rules flag their outputs with report()).
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 
@@ -45,6 +50,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/headline.smk"
 
 
 rule all:
@@ -54,4 +60,8 @@ rule all:
         rules.evaluate.output,
         rules.table1.output,
         rules.baseline_all.input,
+        rules.headline_evaluation.output,
+        rules.headline_real_lenses.output,
+        rules.headline_vae.output,
+        rules.headline_comparison.output,
     default_target: True

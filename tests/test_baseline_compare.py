@@ -81,3 +81,36 @@ def test_comparison_rows_wrap_phi_score_sources_and_summarise():
     assert s.loc["fast", "median_rel_err_theta_E"] == pytest.approx(0.15)
     assert s.loc["fast", "median_wall_s"] == pytest.approx(0.2)
     assert s.loc["sampler", "median_abs_err_theta_E"] == 0.0 and np.isnan(s.loc["sampler", "median_source_ssim"])
+
+
+def _figure_summary(theta_errors):
+    methods = [("mock", "astrorim"), ("mock", "paper003_map"), ("mock", "paper003_nuts"), ("test", "astrorim")]
+    return pd.DataFrame({"set": [s for s, _ in methods], "method": [m for _, m in methods],
+                         "median_wall_s": [0.1, 500.0, 300.0, 0.06],
+                         "median_rel_err_theta_E": theta_errors})
+
+
+@pytest.mark.parametrize("errors, log", [([0.02, 0.0017, 0.0024, 0.22], True), ([0.2, 0.3, 0.25, 0.4], False)])
+def test_comparison_bars_are_visible_with_their_values(errors, log):
+    """Values spanning decades go on a log axis, where a 0.0017 bar next to a 0.22 one is still seen; every bar
+    has its value written beside it."""
+    import matplotlib.pyplot as plt
+
+    from astrorim.baseline.compare import Panel, comparison_figure
+
+    image = np.zeros((32, 32))
+    image[12:20, 12:20] = 1.0
+    fig = comparison_figure([Panel("p", image, image, image, image)], _figure_summary(errors))
+    time_ax, error_ax = fig.axes[-2:]
+    assert time_ax.get_xscale() == "log"  # 0.06 s to 500 s
+    assert error_ax.get_xscale() == ("log" if log else "linear")
+    bars = error_ax.patches
+    assert [b.get_x() + b.get_width() for b in bars] == pytest.approx(errors)
+    lo, hi = error_ax.get_xlim()
+    for bar in bars:  # each bar is at least a few per cent of the axis long, in the axis' own scale
+        if log:
+            assert np.log(bar.get_x() + bar.get_width()) - np.log(lo) > 0.05 * (np.log(hi) - np.log(lo))
+        else:
+            assert bar.get_width() > 0.05 * (hi - lo)
+    assert [t.get_text() for t in error_ax.texts] == [f"{e:.3g}" for e in errors]
+    plt.close(fig)

@@ -1,4 +1,5 @@
-"""The Snakemake workflow: lint, dry runs of both configurations, config errors, and a real quick simulation."""
+"""The Snakemake workflow: lint, dry runs of both configurations, config errors, and a real quick study with its
+report opened in headless Chromium."""
 
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from report_browser import browse_report, build_report, check_browsed
 
 from astrorim.io.shards import read_shard
 from astrorim.plan import shard_plan
@@ -59,9 +61,11 @@ def test_top_level_typo_is_a_short_message(repo_root, tmp_path):
 
 
 def test_quick_study_runs(repo_root, tmp_path):
-    """The quick configuration for real, into temporary directories: simulation, training, finetuning, evaluation.
+    """The quick configuration for real, into temporary directories: simulation, training, finetuning, evaluation,
+    then its Snakemake report, clicked through in headless Chromium.
 
-    (The real-lens reference fits and the baseline are left to the README's quick command: they add minutes.)
+    (The real-lens reference fits and the baseline are left to the README's quick command: they add minutes;
+    tests/test_report.py browses their report from a committed run.)
     """
     config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
     config.update(run_name="ci_quick", data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
@@ -84,3 +88,15 @@ def test_quick_study_runs(repo_root, tmp_path):
         config["simulation"]["phases"]["test"]["counts"].values())
     assert (results / "figures" / "figure7.png").stat().st_size > 0
     assert (results / "figures" / "training_curves.png").stat().st_size > 0
+
+    report, seconds = build_report(repo_root, tmp_path / "report.html", configfile, "evaluate", "training_curves")
+    assert "Missing metadata" not in report.stdout + report.stderr  # every file has its run record
+    assert seconds < 60, f"the report took {seconds:.0f} s"
+    walk = browse_report(tmp_path / "report.html", tmp_path / "browser")
+    pngs = sorted(str(p) for p in results.rglob("*.png"))
+    assert len(pngs) >= 5
+    seen = check_browsed(walk, pngs, ["Simulation", "Training", "Evaluation"])
+    for phase in ("initial", "finetune", "test"):
+        assert f"{config['data_dir']}/sims/{phase}/manifest.csv" in seen, phase
+    for name in ("table2.csv", "table2_vs_paper.csv", "baselines.csv", "parameter_recovery.csv"):
+        assert seen[str(results / "tables" / name)][0]["category"] == "Evaluation", name

@@ -54,9 +54,18 @@ rule baseline_train_vae:
     output:
         model=BL_VAE,
         history=f"{BASELINE}/vae/training.json",
-        fig_elbo=f"{BASELINE}/vae/elbo.png",
-        fig_recon=f"{BASELINE}/fig2_reconstructions.png",
-        fig_rotation=f"{BASELINE}/fig3_rotation.png",
+        fig_elbo=report(
+            f"{BASELINE}/vae/elbo.png",
+            caption="../report/baseline_elbo.rst", category="Baseline", subcategory="VAE source prior",
+        ),
+        fig_recon=report(
+            f"{BASELINE}/fig2_reconstructions.png",
+            caption="../report/baseline_reconstructions.rst", category="Baseline", subcategory="VAE source prior",
+        ),
+        fig_rotation=report(
+            f"{BASELINE}/fig3_rotation.png",
+            caption="../report/baseline_rotation.rst", category="Baseline", subcategory="VAE source prior",
+        ),
     params:
         settings={k: BL_CONFIG.get(k) for k in ("seed", "vae")},
     log:
@@ -79,7 +88,10 @@ rule baseline_mocks:
         data=rules.baseline_vae_data.output[0],
     output:
         mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
-        table1=f"{BASELINE}/table1_snr.csv",
+        table1=report(
+            f"{BASELINE}/table1_snr.csv",
+            caption="../report/baseline_table1_snr.rst", category="Baseline", subcategory="mocks",
+        ),
     params:
         settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "noise_levels", "systems")},
     log:
@@ -157,10 +169,18 @@ rule baseline_report:
         nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
         nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
     output:
-        fig_map=expand(f"{BASELINE}/map_{{system}}.png", system=BL_SYSTEMS),
-        fig_post=expand(f"{BASELINE}/posterior_{{system}}.png", system=BL_SYSTEMS),
-        map_csv=f"{BASELINE}/map_summary.csv",
-        posterior_csv=f"{BASELINE}/posterior_summary.csv",
+        fig_map=report(expand(f"{BASELINE}/map_{{system}}.png", system=BL_SYSTEMS),
+                       caption="../report/baseline_map.rst", category="Baseline", subcategory="MAP and NUTS"),
+        fig_post=report(expand(f"{BASELINE}/posterior_{{system}}.png", system=BL_SYSTEMS),
+                        caption="../report/baseline_posterior.rst", category="Baseline", subcategory="MAP and NUTS"),
+        map_csv=report(
+            f"{BASELINE}/map_summary.csv",
+            caption="../report/baseline_map_summary.rst", category="Baseline", subcategory="MAP and NUTS",
+        ),
+        posterior_csv=report(
+            f"{BASELINE}/posterior_summary.csv",
+            caption="../report/baseline_posterior_summary.rst", category="Baseline", subcategory="MAP and NUTS",
+        ),
     params:
         systems=BL_SYSTEMS,
         noises=BL_NOISES,
@@ -188,9 +208,21 @@ rule baseline_compare:
         nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
         nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
     output:
-        table=f"{BASELINE}/comparison.csv",
-        summary=f"{BASELINE}/comparison_summary.csv",
-        figure=f"{BASELINE}/comparison.png",
+        table=report(
+            f"{BASELINE}/comparison.csv",
+            caption="../report/baseline_comparison_table.rst",
+            category="Baseline", subcategory="comparison with AstroRIM",
+        ),
+        summary=report(
+            f"{BASELINE}/comparison_summary.csv",
+            caption="../report/baseline_comparison_summary.rst",
+            category="Baseline", subcategory="comparison with AstroRIM",
+        ),
+        figure=report(
+            f"{BASELINE}/comparison.png",
+            caption="../report/baseline_comparison.rst",
+            category="Baseline", subcategory="comparison with AstroRIM",
+        ),
     params:
         systems=BL_SYSTEMS,
         noises=BL_NOISES,

@@ -26,22 +26,49 @@ rule evaluate:
         checkpoint=evaluation_checkpoint,
         paper_table="resources/paper_table2.csv",
     output:
-        table2=f"{EVAL_TABLES}/table2.csv",
+        table2=report(
+            f"{EVAL_TABLES}/table2.csv",
+            caption="../report/table2.rst", category="Evaluation", subcategory="tables",
+        ),
         table2_tex=f"{EVAL_TABLES}/table2.tex",
-        vs_paper=f"{EVAL_TABLES}/table2_vs_paper.csv",
+        vs_paper=report(
+            f"{EVAL_TABLES}/table2_vs_paper.csv",
+            caption="../report/table2_vs_paper.rst", category="Evaluation", subcategory="tables",
+        ),
         vs_paper_tex=f"{EVAL_TABLES}/table2_vs_paper.tex",
-        baselines=f"{EVAL_TABLES}/baselines.csv",
+        baselines=report(
+            f"{EVAL_TABLES}/baselines.csv",
+            caption="../report/baselines.rst", category="Evaluation", subcategory="tables",
+        ),
         baselines_tex=f"{EVAL_TABLES}/baselines.tex",
-        recovery=f"{EVAL_TABLES}/parameter_recovery.csv",
+        recovery=report(
+            f"{EVAL_TABLES}/parameter_recovery.csv",
+            caption="../report/parameter_recovery.rst", category="Evaluation", subcategory="tables",
+        ),
         recovery_tex=f"{EVAL_TABLES}/parameter_recovery.tex",
-        tikhonov_lambda=f"{EVAL_TABLES}/tikhonov_lambda.csv",
+        tikhonov_lambda=report(
+            f"{EVAL_TABLES}/tikhonov_lambda.csv",
+            caption="../report/tikhonov_lambda.rst", category="Evaluation", subcategory="tables",
+        ),
         metrics=f"{EVAL_METRICS}/evaluate.json",
         per_example=f"{EVAL_METRICS}/per_example.csv",
         parameters=f"{EVAL_METRICS}/parameters.csv",
-        figure7=f"{EVAL_FIGURES}/figure7.png",
-        distributions=f"{EVAL_FIGURES}/metric_distributions.png",
-        failures=f"{EVAL_FIGURES}/failure_gallery.png",
-        recovery_figure=f"{EVAL_FIGURES}/parameter_recovery.png",
+        figure7=report(
+            f"{EVAL_FIGURES}/figure7.png",
+            caption="../report/figure7.rst", category="Evaluation", subcategory="figures",
+        ),
+        distributions=report(
+            f"{EVAL_FIGURES}/metric_distributions.png",
+            caption="../report/metric_distributions.rst", category="Evaluation", subcategory="figures",
+        ),
+        failures=report(
+            f"{EVAL_FIGURES}/failure_gallery.png",
+            caption="../report/failure_gallery.rst", category="Evaluation", subcategory="figures",
+        ),
+        recovery_figure=report(
+            f"{EVAL_FIGURES}/parameter_recovery.png",
+            caption="../report/parameter_recovery_figure.rst", category="Evaluation", subcategory="figures",
+        ),
     params:
         settings=EVALUATION_SETTINGS,
         npix=config["npix"],

@@ -15,7 +15,8 @@ rule real_lens_reference:
         catalogue=REAL_CATALOGUE,
     output:
         json=f"{REAL}/{{lens}}/reference_fit.json",
-        png=f"{REAL}/{{lens}}/reference_fit.png",
+        png=report(f"{REAL}/{{lens}}/reference_fit.png", caption="../report/reference_fit.rst",
+                   category="Real lenses", subcategory="{lens}"),
     log:
         f"{LOGS}/real_lenses/{{lens}}/reference.log",
     benchmark:
@@ -37,10 +38,12 @@ rule real_lens_model:
         reference=rules.real_lens_reference.output.json,
     output:
         json=f"{REAL}/{{lens}}/diagnostics.json",
-        table=f"{REAL}/{{lens}}/lens_table.csv",
+        table=report(f"{REAL}/{{lens}}/lens_table.csv", caption="../report/lens_table.rst",
+                     category="Real lenses", subcategory="{lens}"),
         table_tex=f"{REAL}/{{lens}}/lens_table.tex",
         arrays=f"{REAL}/{{lens}}/arrays.npz",
-        figure=f"{RESULTS}/figures/real_lenses/{{lens}}.png",
+        figure=report(f"{RESULTS}/figures/real_lenses/{{lens}}.png", caption="../report/real_lens.rst",
+                      category="Real lenses", subcategory="{lens}"),
     log:
         f"{LOGS}/real_lenses/{{lens}}/model.log",
     benchmark:
@@ -60,7 +63,8 @@ rule table1:
         catalogue=REAL_CATALOGUE,
         diagnostics=expand(f"{REAL}/{{lens}}/diagnostics.json", lens=config["real_lenses"]["lenses"]),
     output:
-        csv=f"{RESULTS}/tables/table1.csv",
+        csv=report(f"{RESULTS}/tables/table1.csv", caption="../report/table1.rst", category="Real lenses",
+                   subcategory="Table 1"),
         tex=f"{RESULTS}/tables/table1.tex",
     log:
         f"{LOGS}/real_lenses/table1.log",

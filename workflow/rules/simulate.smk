@@ -26,7 +26,8 @@ rule manifest:
     input:
         phase_shards,
     output:
-        f"{DATA}/sims/{{phase}}/manifest.csv",
+        report(f"{DATA}/sims/{{phase}}/manifest.csv", caption="../report/manifest.rst", category="Simulation",
+               subcategory="{phase}"),
     log:
         f"{LOGS}/manifest/{{phase}}.log",
     benchmark:

@@ -16,7 +16,9 @@ rule train:
     input:
         manifest=f"{DATA}/sims/initial/manifest.csv",
     output:
-        **rule_outputs(MODELS, "initial"),
+        **rule_outputs(MODELS, "initial")
+        | {"metrics": report(rule_outputs(MODELS, "initial")["metrics"], caption="../report/training_metrics.rst",
+                             category="Training", subcategory="initial")},
     params:
         model=config.get("model", {}),
         training=rule_params(config),
@@ -40,7 +42,9 @@ rule finetune:
         manifest=f"{DATA}/sims/finetune/manifest.csv",
         init=rules.train.output.best,
     output:
-        **rule_outputs(MODELS, "finetune"),
+        **rule_outputs(MODELS, "finetune")
+        | {"metrics": report(rule_outputs(MODELS, "finetune")["metrics"], caption="../report/training_metrics.rst",
+                             category="Training", subcategory="finetune")},
     params:
         model=config.get("model", {}),
         training=rule_params(config),
@@ -64,7 +68,8 @@ rule training_curves:
         initial=rules.train.output.metrics,
         finetune=rules.finetune.output.metrics,
     output:
-        f"{RESULTS}/figures/training_curves.png",
+        report(f"{RESULTS}/figures/training_curves.png", caption="../report/training_curves.rst",
+               category="Training", subcategory="curves"),
     params:
         title=f"AstroRIM training ({config['run_name']})",
     log:

@@ -226,6 +226,30 @@ def _source_window(source: np.ndarray, level: float = 0.02, pad: int = 4, min_si
     return slice(lo[0], lo[0] + size), slice(lo[1], lo[1] + size)
 
 
+def _bar_panel(ax, labels: list[str], values: np.ndarray, colours: list, xlabel: str) -> None:
+    """Horizontal bars with their values written beside them, on a log axis when the values span more than a
+    decade (a 0.002 bar next to a 0.4 one is invisible on a linear axis); a missing value is written n/a."""
+    values = np.asarray(values, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    log = positive.size > 1 and positive.max() / positive.min() > 10
+    if log:
+        ax.set_xscale("log")
+        left = positive.min() / 3
+        ax.barh(range(len(values)), np.where(np.isfinite(values), values - left, 0.0), left=left, color=colours)
+        ax.set_xlim(left, positive.max() * 8)
+    else:
+        ax.barh(range(len(values)), np.nan_to_num(values), color=colours)
+        if positive.size:
+            ax.set_xlim(0, positive.max() * 1.35)
+    for i, value in enumerate(values):
+        text = f"{value:.3g}" if np.isfinite(value) else "n/a"
+        x = value if np.isfinite(value) and (value > 0 or not log) else (ax.get_xlim()[0])
+        ax.annotate(text, (x, i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=6)
+    ax.set_yticks(range(len(values)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel + (" (log)" if log else ""), fontsize=8)
+
+
 def comparison_figure(panels: list[Panel], summary: pd.DataFrame, title: str = ""):
     """Rows of (observed | true source | AstroRIM | MAP) beside median wall time and theta_E error per method."""
     import matplotlib
@@ -257,17 +281,9 @@ def comparison_figure(panels: list[Panel], summary: pd.DataFrame, title: str = "
     bar_axes = [fig.add_subplot(side[0]), fig.add_subplot(side[1])]
     for ax, column, label in ((bar_axes[0], "median_wall_s", "median wall time per lens [s]"),
                               (bar_axes[1], "median_rel_err_theta_E", r"median $|\Delta\theta_E|/\theta_E$")):
-        labels, values, cols = [], [], []
-        for _, r in summary.iterrows():
-            labels.append(f"{r['set']}\n{r['method']}")
-            values.append(r[column])
-            cols.append(colours.get(r["method"], "grey"))
-        ax.barh(range(len(values)), values, color=cols)
-        ax.set_yticks(range(len(values)), labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlabel(label, fontsize=8)
-        if column == "median_wall_s" and len(values) and np.nanmin(values) > 0:
-            ax.set_xscale("log")
+        labels = [f"{r['set']}\n{r['method']}" for _, r in summary.iterrows()]
+        cols = [colours.get(m, "grey") for m in summary["method"]] if len(summary) else []
+        _bar_panel(ax, labels, summary[column].to_numpy(float) if len(summary) else np.array([]), cols, label)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -8,7 +8,8 @@ reconstruction and residual are zoomed on a square box around the truth's suppor
 peak, at least 20 px; drawn in cyan on the observation).  Truth and reconstruction are on the
 evaluation's normalisation (divided by the truth's peak) with a square-root stretch on [0, 1] (values
 outside are saturated in the display only); the residual is reconstruction - truth on that scale,
-linear, with a symmetric range set by its largest absolute value over the whole image.
+linear, with a symmetric range set by its largest absolute value over the whole image.  Every panel has its
+colour bar and an angular scale bar (arcsec, from the example's pixel scale).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def _save(fig, path: str | os.PathLike) -> list[Path]:
     return [path]
 
 
+SCALE_BAR_ARCSEC = (0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
 def _imshow(ax, image, title, vmin, vmax, cmap="magma", norm=None, extent=None):
     kwargs = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
     im = ax.imshow(image, origin="lower", cmap=cmap, interpolation="nearest", extent=extent, **kwargs)
@@ -48,6 +52,37 @@ def _imshow(ax, image, title, vmin, vmax, cmap="magma", norm=None, extent=None):
     ax.set_xticks([])
     ax.set_yticks([])
     return im
+
+
+def _colour_bar(ax, im, label: str = ""):
+    """A thin colour bar right of the panel, inside the panel's own space (the grid is left as it is)."""
+    cax = ax.inset_axes([1.02, 0.0, 0.05, 1.0])
+    bar = ax.figure.colorbar(im, cax=cax)
+    bar.ax.tick_params(labelsize=5, length=2, pad=1)
+    if label:
+        bar.set_label(label, fontsize=5, labelpad=1)
+    return bar
+
+
+def scale_bar_arcsec(width_pixels: float, pixel_scale_arcsec: float) -> float:
+    """The longest round length (arcsec) of SCALE_BAR_ARCSEC no longer than a third of the panel's width."""
+    width = width_pixels * pixel_scale_arcsec
+    fitting = [s for s in SCALE_BAR_ARCSEC if s <= width / 3]
+    return fitting[-1] if fitting else SCALE_BAR_ARCSEC[0]
+
+
+def _scale_bar(ax, width_pixels: float, pixel_scale_arcsec: float, colour: str = "w"):
+    """An angular scale bar in the panel's lower left (axes in pixel units)."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    if not np.isfinite(pixel_scale_arcsec) or pixel_scale_arcsec <= 0:
+        return None
+    length = scale_bar_arcsec(width_pixels, pixel_scale_arcsec)
+    bar = AnchoredSizeBar(ax.transData, length / pixel_scale_arcsec, f'{length:g}"', "lower left", pad=0.3,
+                          borderpad=0.2, sep=1.5, color=colour, frameon=False, size_vertical=0,
+                          fontproperties={"size": 6})
+    ax.add_artist(bar)
+    return bar
 
 
 def source_box(truth_n: np.ndarray, threshold: float = ZOOM_THRESHOLD, min_half: int = ZOOM_MIN_HALF,
@@ -76,20 +111,30 @@ def _reconstruction_row(axes, ex, estimates, row: int, ssim: float, method: str 
     r = estimates[method][row] / s
     res = r - t
     info = ex.truth.iloc[row]
-    _imshow(axes[0], obs, f"observed {info['version']} #{int(info['index'])}", 0.0,
-            max(float(np.percentile(obs, 99.5)), 1e-12), "gray")
+    pixel_scale = float(info.get("pixel_scale", np.nan))
+    im = _imshow(axes[0], obs, f"observed {info['version']} #{int(info['index'])}", 0.0,
+                 max(float(np.percentile(obs, 99.5)), 1e-12), "gray")
+    _colour_bar(axes[0], im)
+    _scale_bar(axes[0], obs.shape[1], pixel_scale)
     ys, xs = source_box(t)
     # pixel-index extent so that the zoomed panels keep the full image's pixel coordinates
     extent = (xs.start - 0.5, xs.stop - 0.5, ys.start - 0.5, ys.stop - 0.5)
     axes[0].add_patch(matplotlib.patches.Rectangle((xs.start - 0.5, ys.start - 0.5), xs.stop - xs.start,
                                                    ys.stop - ys.start, fill=False, ec="c", lw=0.6))
     size = f"{ys.stop - ys.start}px"
-    _imshow(axes[1], t[ys, xs], f"ground truth ({size} box)", 0, 1, norm=PowerNorm(0.5, 0.0, 1.0), extent=extent)
-    _imshow(axes[2], np.clip(r[ys, xs], 0, None), f"reconstruction, SSIM={ssim:.3f}", 0, 1,
-            norm=PowerNorm(0.5, 0.0, 1.0), extent=extent)
+    width = xs.stop - xs.start
+    im = _imshow(axes[1], t[ys, xs], f"ground truth ({size} box)", 0, 1, norm=PowerNorm(0.5, 0.0, 1.0),
+                 extent=extent)
+    _colour_bar(axes[1], im, "/ truth peak")
+    im = _imshow(axes[2], np.clip(r[ys, xs], 0, None), f"reconstruction, SSIM={ssim:.3f}", 0, 1,
+                 norm=PowerNorm(0.5, 0.0, 1.0), extent=extent)
+    _colour_bar(axes[2], im, "/ truth peak")
     lim = max(float(np.abs(res).max()), 1e-6)
     im = _imshow(axes[3], res[ys, xs], f"recon - truth (±{lim:.2f}, full max)", -lim, lim, "RdBu_r",
                  extent=extent)
+    _colour_bar(axes[3], im)
+    for ax in axes[1:4]:
+        _scale_bar(ax, width, pixel_scale, colour="w" if ax is not axes[3] else "k")
     return im
 
 
@@ -124,13 +169,13 @@ def figure7(result, path, rows_per_version: int | None = None) -> list[Path]:
         sub = frame[frame["version"] == v]
         if len(sub):
             picks += [(v, p) for p in _pick_quantile_rows(sub, k)]
-    fig, axes = plt.subplots(len(picks), 4, figsize=(7.2, 1.85 * len(picks)), squeeze=False)
+    fig, axes = plt.subplots(len(picks), 4, figsize=(8.4, 1.85 * len(picks)), squeeze=False)
     for (v, pos), ax_row in zip(picks, axes):
         _reconstruction_row(ax_row, result.examples, result.estimates, pos, float(frame.at[pos, "ssim"]))
     fig.suptitle("AstroRIM on held-out simulations, rows at SSIM quantiles (P10..P90) of each version.\n"
                  "Truth and reconstruction / truth peak, sqrt stretch on [0, 1], zoomed on the source (cyan box)",
                  fontsize=8, y=1.0)
-    fig.tight_layout(h_pad=0.6, w_pad=0.3)
+    fig.tight_layout(h_pad=0.6, w_pad=1.2)
     return _save(fig, path)
 
 
@@ -138,7 +183,7 @@ def failure_gallery(result, path, n: int | None = None) -> list[Path]:
     """The n lowest-SSIM AstroRIM reconstructions with their truth parameters."""
     n = n or result.provenance.get("settings", {}).get("n_failures", 10)
     frame = _astrorim_frame(result).sort_values(["ssim", "position"]).head(n)
-    fig, axes = plt.subplots(len(frame), 5, figsize=(9.5, 1.9 * len(frame)), squeeze=False,
+    fig, axes = plt.subplots(len(frame), 5, figsize=(10.7, 1.9 * len(frame)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.25]})
     ex = result.examples
     for (_, r), ax_row in zip(frame.iterrows(), axes):
@@ -159,7 +204,7 @@ def failure_gallery(result, path, n: int | None = None) -> list[Path]:
         ax_row[4].text(0.0, 0.5, "\n".join(lines), fontsize=6.5, va="center", family="monospace",
                        transform=ax_row[4].transAxes)
     fig.suptitle(f"Failure gallery: the {len(frame)} lowest-SSIM AstroRIM reconstructions", fontsize=9, y=1.0)
-    fig.tight_layout(h_pad=0.6, w_pad=0.3)
+    fig.tight_layout(h_pad=0.6, w_pad=1.2)
     return _save(fig, path)
 
 

@@ -18,8 +18,9 @@ from astrorim.io.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path, dpi: int = 110) -> None:
+    # bbox_inches="tight": the saved area grows to hold every label, so none is cut at the figure's edge
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
 
 
@@ -28,14 +29,20 @@ def _asinh(img: np.ndarray, soft: float) -> np.ndarray:
 
 
 def plot_reference_fit(prepared, result, path: str | Path) -> None:
-    """Data with the lens centre and detected images, best-fit model and normalised residuals.
+    """Data with the lens centre and detected images, best-fit model and normalised residuals (PNG).
 
     ``prepared``: :class:`astrorim.real.prepare.PreparedLens`; ``result``:
-    :class:`astrorim.real.reference_fit.ReferenceFitResult`.  Detected images are cyan circles,
-    other candidate peaks yellow crosses, the lens centre a red plus; the critical curve of the
-    best-fit SIE + shear is drawn on the model.
+    :class:`astrorim.real.reference_fit.ReferenceFitResult`.
     """
+    _save(reference_fit_figure(prepared, result), path)
+
+
+def reference_fit_figure(prepared, result):
+    """The figure of :func:`plot_reference_fit`.  Detected images are cyan circles, other candidate peaks
+    yellow crosses, the lens centre a red plus (each in the data panel's legend); the best-fit SIE + shear's
+    image positions (cyan plus) and critical curve (orange) are drawn on the model, with their legend."""
     from lenstronomy.LensModel.lens_model import LensModel
+    from matplotlib.lines import Line2D
 
     native = prepared.native
     r0, r1, c0, c1 = result.crop_rc
@@ -46,17 +53,21 @@ def plot_reference_fit(prepared, result, path: str | Path) -> None:
     noise_floor = float(np.median(native.noise[r0:r1, c0:c1][result.likelihood_mask]))
     soft = 3.0 * noise_floor
     vmax = float(np.percentile(_asinh(data, soft), 99.8))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
     model = np.where(result.likelihood_mask, result.model_image, np.nan)  # masked pixels are not modelled
     for ax, img, title in ((axes[0], data, "data"), (axes[1], model, "SIE+shear model")):
         ax.imshow(_asinh(img, soft), origin="lower", cmap="gray", extent=extent, vmin=_asinh(np.array(-soft), soft),
                   vmax=vmax)
         ax.set_title(title)
-    axes[0].plot(0, 0, "r+", ms=14, mew=2)
-    for cand in prepared.search.rejected:
-        axes[0].plot(cand.x_arcsec, cand.y_arcsec, "yx", ms=9, mew=1.5)
-    for im in prepared.search.images:
-        axes[0].plot(im.x_arcsec, im.y_arcsec, "o", mfc="none", mec="c", ms=14, mew=1.5)
+    axes[0].plot(0, 0, "r+", ms=14, mew=2, label="lens centre")
+    rejected, images = prepared.search.rejected, prepared.search.images
+    if images:
+        axes[0].plot([im.x_arcsec for im in images], [im.y_arcsec for im in images], "o", mfc="none", mec="c",
+                     ms=14, mew=1.5, label="detected images")
+    if rejected:
+        axes[0].plot([c.x_arcsec for c in rejected], [c.y_arcsec for c in rejected], "yx", ms=9, mew=1.5,
+                     label="other peaks (rejected)")
+    axes[0].legend(loc="lower left", fontsize=7, framealpha=0.7, markerscale=0.7)
     lens = LensModel(["SIE", "SHEAR"])
     xg = np.linspace(extent[0], extent[1], 300)
     yg = np.linspace(extent[2], extent[3], 300)
@@ -65,23 +76,30 @@ def plot_reference_fit(prepared, result, path: str | Path) -> None:
     det = ((1 - fxx) * (1 - fyy) - fxy * fyx).reshape(xx.shape)
     axes[1].contour(xg, yg, det, levels=[0.0], colors="orange", linewidths=1.0)
     ps = result.kwargs_ps[0]
-    axes[1].plot(ps["ra_image"], ps["dec_image"], "c+", ms=10)
+    axes[1].plot(ps["ra_image"], ps["dec_image"], "c+", ms=10, label="model image positions")
+    handles = axes[1].get_legend_handles_labels()[0] + [Line2D([], [], color="orange", lw=1.0)]
+    axes[1].legend(handles, ["model image positions", "critical curve"], loc="lower left", fontsize=7,
+                   framealpha=0.7)
     res = np.where(result.likelihood_mask, result.normalised_residual, np.nan)
     im2 = axes[2].imshow(res, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5, extent=extent)
     axes[2].set_title(f"(data - model)/sigma   chi2/dof = {result.chi2_reduced:.2f}")
-    fig.colorbar(im2, ax=axes[2], fraction=0.046)
+    fig.colorbar(im2, ax=axes[2], fraction=0.046, label="normalised residual")
     for ax in axes:
         ax.set_xlabel("x [arcsec] (pixel frame)")
-    axes[0].set_ylabel("y [arcsec]")
+        ax.set_ylabel("y [arcsec] (pixel frame)")
     name = prepared.entry.name
     fig.suptitle(f"{name}: theta_E = {result.theta_e_arcsec:.4f} +- {result.theta_e_err_arcsec:.4f}\"  "
                  f"(catalogue start value {prepared.entry.theta_e_catalogue_arcsec:.4f}\")   {result.method}",
                  fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def plot_diagnostic_panel(name: str, model_input, model_output, diag: dict, arrays: dict, path: str | Path) -> None:
+    """Eight panels like the paper's Figs 4-6 (PNG; :func:`diagnostic_figure`)."""
+    _save(diagnostic_figure(name, model_input, model_output, diag, arrays), path)
+
+
+def diagnostic_figure(name: str, model_input, model_output, diag: dict, arrays: dict):
     """Eight panels like the paper's Figs 4-6.
 
     observed | model image | residual | chi2 map
@@ -128,19 +146,19 @@ def plot_diagnostic_panel(name: str, model_input, model_output, diag: dict, arra
     b[1].set_title("log10 kappa, critical curve (white)")
     fig.colorbar(im, ax=b[1], fraction=0.046)
     c = diag["curves"]
-    b[2].plot(c["r_kappa_arcsec"], c["kappa_r"], "k-")
+    b[2].plot(c["r_kappa_arcsec"], c["kappa_r"], "k-", label="kappa(r)")
     b[2].axvline(m["theta_e_arcsec"], color="C3", ls="--", label=f"theta_E = {m['theta_e_arcsec']:.3f}\"")
     ref = diag.get("reference") or {}
     if ref.get("theta_e_arcsec") is not None:
         b[2].axvline(ref["theta_e_arcsec"], color="C0", ls=":", label=f"reference {ref['theta_e_arcsec']:.3f}\"")
-    b[2].axhline(1.0, color="0.6", lw=0.8)
-    b[2].axhline(0.5, color="0.6", lw=0.8, ls=":")
+    b[2].axhline(1.0, color="0.6", lw=0.8, label="kappa = 1")
+    b[2].axhline(0.5, color="0.6", lw=0.8, ls=":", label="kappa = 1/2")
     b[2].set_yscale("log")
     b[2].set_xlabel("r [arcsec]")
     b[2].set_ylabel("azimuthal mean kappa(r)")
     b[2].legend(fontsize=8)
-    b[3].plot(c["r_mass_arcsec"], c["enclosed_mass_msun"], "k-")
-    b[3].axvline(m["theta_e_arcsec"], color="C3", ls="--")
+    b[3].plot(c["r_mass_arcsec"], c["enclosed_mass_msun"], "k-", label="M(<r)")
+    b[3].axvline(m["theta_e_arcsec"], color="C3", ls="--", label=f"theta_E = {m['theta_e_arcsec']:.3f}\"")
     b[3].axhline(m["einstein_mass_msun"], color="C3", ls=":", label=f"M_E = {m['einstein_mass_msun']:.3g} Msun")
     b[3].set_xlabel("r [arcsec]")
     b[3].set_ylabel("M(<r) [Msun]")
@@ -160,4 +178,4 @@ def plot_diagnostic_panel(name: str, model_input, model_output, diag: dict, arra
         fig.text(0.5, 0.5, "ILLUSTRATIVE ONLY", ha="center", va="center", rotation=20, fontsize=60, color="red",
                  alpha=0.35, transform=fig.transFigure)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    _save(fig, path)
+    return fig
