@@ -308,7 +308,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.one:
         r = time_training_steps(json.loads(args.config_json), args.device, args.batch_size, "auto",
-                                min_steps=args.steps, threads=args.threads, warmup_steps=1,
+                                min_steps=args.steps or 3, threads=args.threads, warmup_steps=1,
                                 slow_first_step_s=args.max_step_s)
         print(json.dumps(r))
         return 0
