@@ -151,14 +151,18 @@ def hardware() -> dict:
 
 # ----------------------------------------------------------------------------------------------- simulate
 def _simulate_shard(job: dict) -> dict:
-    """Worker: simulate one shard and write it (atomically) in the workflow's format."""
-    from astrorim.io.shards import write_shard
-    from astrorim.sim import simulate
-
+    """Worker: simulate one shard and write it (atomically) in the workflow's format; an error is returned,
+    not raised, so that one bad shard does not lose the others."""
     t0 = time.perf_counter()
-    batch = simulate(job["version"], job["n"], job["seed"], phase=job["phase"], split=job["split"],
-                     start_index=job["start_index"], npix=job["npix"])
-    write_shard(job["path"], batch, {k: job[k] for k in ("version", "phase", "split", "seed", "start_index")})
+    try:
+        from astrorim.io.shards import write_shard
+        from astrorim.sim import simulate
+
+        batch = simulate(job["version"], job["n"], job["seed"], phase=job["phase"], split=job["split"],
+                         start_index=job["start_index"], npix=job["npix"])
+        write_shard(job["path"], batch, {k: job[k] for k in ("version", "phase", "split", "seed", "start_index")})
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        return {**job, "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
     return {**job, "seconds": time.perf_counter() - t0}
 
 
@@ -185,7 +189,7 @@ def simulate_training_data(root: Path, plan: Plan, seed: int, processes: int, bu
     jobs = shard_jobs(root, plan, seed)
     existing = [j for j in jobs if Path(j["path"]).exists()]  # a rerun in the same --work keeps its shards
     todo = [j for j in jobs if not Path(j["path"]).exists()]
-    done, started = list(existing), time.monotonic()
+    done, failed, started = list(existing), [], time.monotonic()
     # spawn, not fork: the parent may already hold CUDA and torch threads; workers need neither.
     ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(processes=processes)
@@ -196,9 +200,10 @@ def simulate_training_data(root: Path, plan: Plan, seed: int, processes: int, bu
             if left <= 0:
                 break
             try:
-                done.append(pending.next(timeout=left))
+                result = pending.next(timeout=left)
             except multiprocessing.TimeoutError:
                 break
+            (failed if "error" in result else done).append(result)
     finally:
         pool.terminate()
         pool.join()
@@ -207,7 +212,8 @@ def simulate_training_data(root: Path, plan: Plan, seed: int, processes: int, bu
     by_split = {s: [d for d in done if d["split"] == s] for s in ("train", "val")}
     if not by_split["train"] or not by_split["val"]:
         raise RuntimeError(f"simulation produced no complete {'train' if not by_split['train'] else 'val'} shard "
-                           f"within {budget_s:.0f} s")
+                           f"within {budget_s:.0f} s ({len(failed)} failed"
+                           + (f", e.g. {failed[0]['error']})" if failed else ")"))
     manifest = root / "sims" / "initial" / "manifest.csv"
     write_manifest(build_manifest(sorted(d["path"] for d in done)), manifest)
     pairs_made = sum(d["n"] for d in made)
@@ -217,7 +223,8 @@ def simulate_training_data(root: Path, plan: Plan, seed: int, processes: int, bu
             "pairs_simulated_now": pairs_made,
             "pairs_per_s": pairs_made / wall if wall > 0 and pairs_made else None,
             "ms_per_pair_per_process": (1e3 * sum(d["seconds"] for d in made) / pairs_made) if pairs_made else None,
-            "complete": len(done) == len(jobs)}
+            "complete": len(done) == len(jobs), "shards_failed": len(failed),
+            "first_error": failed[0]["error"] if failed else None}
 
 
 # ----------------------------------------------------------------------------------------------- step sweep
