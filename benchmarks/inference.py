@@ -126,6 +126,25 @@ def bench_device(model: AstroRIM, device: torch.device, repeats: int, n_iter: in
     return res
 
 
+def report_header(model: AstroRIM, checkpoint, n_iter: int, threads: int) -> dict:
+    """The JSON document's fixed part (what, model, paper, target, machine); ``results`` filled per device."""
+    npix = model.config.npix
+    return {
+        "what": f"ms per {npix}x{npix} observation, astrorim.inference.reconstruct, torch.inference_mode",
+        "n_iter": n_iter,
+        "model_config": model.config.to_dict(),
+        "parameters": count_parameters(model),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "paper": PAPER,
+        "target": TARGET,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "python": sys.version.split()[0], "torch": str(torch.__version__),
+                    "cores_available": threads, "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "results": {},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -142,20 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = load_model(args.checkpoint)[0] if args.checkpoint else AstroRIM()
-    report = {
-        "what": "ms per 96x96 observation, astrorim.inference.reconstruct, torch.inference_mode",
-        "n_iter": args.n_iter,
-        "model_config": model.config.to_dict(),
-        "parameters": count_parameters(model),
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-        "paper": PAPER,
-        "target": TARGET,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": sys.version.split()[0], "torch": str(torch.__version__),
-                    "cores_available": threads, "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "results": {},
-    }
+    report = report_header(model, args.checkpoint, args.n_iter, threads)
     cpu_batches = args.batches or DEFAULT_BATCHES["cpu"]
     report["results"]["cpu"] = bench_device(model, torch.device("cpu"), args.repeats, args.n_iter, threads,
                                             cpu_batches)

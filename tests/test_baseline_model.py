@@ -146,6 +146,7 @@ def test_forward_conserves_flux_away_from_the_edges():
     assert np.isfinite(after.numpy()).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_rendering_on_a_gpu_matches_the_cpu_and_returns_to_the_callers_device():
     """``LensingForward(device='cuda')``: the image and its gradients with respect to the lens parameters and

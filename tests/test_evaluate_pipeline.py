@@ -143,3 +143,34 @@ def test_mixed_diagnostics_are_refused(data, tmp_path):
     ex = P.load_examples(test, limit_per_version=1)
     with pytest.raises(ValueError, match="diagnostics"):
         P.evaluate_examples(ex, None, P.load_examples(val), P.EvaluationSettings(**SETTINGS))
+
+
+def _model_and_examples(data):
+    from astrorim.model.astrorim import AstroRIM, AstroRIMConfig
+
+    root, test, _ = data
+    torch.manual_seed(0)
+    return AstroRIM(AstroRIMConfig(n_iter=2)), P.load_examples(test[:1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_evaluation_device_cuda_without_a_gpu_names_the_setting(data):
+    model, ex = _model_and_examples(data)
+    with pytest.raises(RuntimeError, match="evaluation.device is 'cuda'"):
+        P.run_model(model, ex, 4, device="cuda")
+    assert P.EvaluationSettings().device == "cpu"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+def test_model_on_the_gpu_matches_the_cpu(data):
+    model, ex = _model_and_examples(data)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    cpu = P.run_model(model, ex, 4, device="cpu")
+    gpu = P.run_model(model, ex, 4, device="cuda")
+    assert next(model.parameters()).device.type == "cpu"  # handed back
+    for key in ("astrorim", "backprojection_encoder"):
+        scale = np.abs(cpu[key]).max()
+        assert np.abs(gpu[key] - cpu[key]).max() <= 1e-4 * scale, key
+    for name, values in cpu["params"].items():
+        assert np.allclose(gpu["params"][name], values, rtol=1e-4, atol=1e-6), name

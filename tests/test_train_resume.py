@@ -10,9 +10,17 @@ from astrorim.model.checkpoint import CheckpointError, load_model, read_checkpoi
 from astrorim.train.loop import PhaseRun, StopFlag, TrainingInterrupted
 from astrorim.train.run import train_phase
 from astrorim.train.state import ConfigMismatchError
-from astrorim.train.testing import make_tiny_dataset, tiny_config
+from astrorim.train.testing import make_tiny_dataset
+from astrorim.train.testing import tiny_config as _tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def tiny_config(*args, **training):
+    """The tiny configuration pinned to the CPU: bit-for-bit resumption is a CPU property (on CUDA, atomics in
+    scatter/gather kernels make runs differ in the last bits; tests/test_train_cuda.py checks CUDA with
+    tolerances)."""
+    return _tiny_config(*args, **{"device": "cpu", "log_every_steps": 3, **training})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def _assert_same_training_state(a, b):
 
 def test_straight_run_outputs(straight):
     out, summary = straight
-    assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "metrics.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "metrics.csv", "steps.csv", "summary.json"}
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics["epoch"].tolist() == [1, 2]
     for column in ("train_recon", "train_fwd", "val_mse", "val_ssim", "lr_rim", "lr_forward", "samples_per_s"):
@@ -60,6 +68,18 @@ def test_straight_run_outputs(straight):
     assert {(s["phase"], s["split"], s["role"]) for s in meta["training_data"]} == {
         ("initial", "train", "train"), ("initial", "val", "val")}
     assert sum(s["n"] for s in meta["training_data"] if s["role"] == "train") == 32
+    steps = pd.read_csv(out / "steps.csv")
+    assert list(steps.columns) == ["phase", "epoch", "step", "samples", "lr_forward", "lr_rim", "train_total",
+                                   "train_recon", "train_fwd", "train_psf", "train_param", "train_sup", "train_mse"]
+    # every 3 steps and at each epoch end (4 steps per epoch)
+    assert steps["step"].tolist() == [3, 4, 6, 8] and steps["epoch"].tolist() == [1, 1, 2, 2]
+    assert (steps["samples"] == 8 * steps["step"]).all() and (steps["phase"] == "initial").all()
+    assert steps["lr_rim"].iloc[1] == pytest.approx(metrics["lr_rim"].iloc[0])
+    for epoch, windows in ((1, [3, 1]), (2, [2, 2])):  # the rows' step-weighted means are the epoch's means
+        rows = steps[steps["epoch"] == epoch]
+        for term in ("train_total", "train_fwd", "train_mse"):
+            mean = sum(w * v for w, v in zip(windows, rows[term])) / 4
+            assert mean == pytest.approx(metrics.loc[metrics["epoch"] == epoch, term].iloc[0], rel=2e-5), term  # metrics.csv: 6 digits
     disk = json.loads((out / "summary.json").read_text())
     assert disk["val"]["mse"] == pytest.approx(summary["val"]["mse"])
     for key in ("adjoint_mse", "x0_mse", "zero_mse", "ssim"):
@@ -98,6 +118,8 @@ def test_crash_mid_epoch_then_rerun_after_outputs_deleted_is_bit_identical(data,
     got = pd.read_csv(out / "metrics.csv")
     assert got["val_mse"].tolist() == ref["val_mse"].tolist()
     assert got["train_total"].tolist() == pytest.approx(ref["train_total"].tolist(), rel=1e-12)
+    # the rows the crashed run logged after its last checkpoint (step 6) were dropped and logged again
+    assert (out / "steps.csv").read_text() == (straight[0] / "steps.csv").read_text()
     assert not (out / "resume").exists()
 
 
@@ -115,6 +137,7 @@ def test_stop_signal_writes_checkpoint_and_rerun_resumes(data, straight, tmp_pat
     assert read_checkpoint(out / "resume" / "last.pt")["batch_in_epoch"] == 3
     train_phase(config, "initial", progress=False)
     _assert_same_training_state(straight[0] / "last.pt", out / "last.pt")
+    assert (out / "steps.csv").read_text() == (straight[0] / "steps.csv").read_text()
 
 
 def test_checkpoint_from_another_config_is_refused(data, tmp_path):

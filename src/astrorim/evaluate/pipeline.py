@@ -58,6 +58,9 @@ class EvaluationSettings:
     cg_tol: float = 1e-5
     tikhonov_lambda: dict[str, float] | None = None  # fixed lam per version: skips tuning (tests)
     threads: int | None = None
+    # AstroRIM and baseline (a) only: auto | cpu | cuda[:N] (cuda without a GPU is an error); the other
+    # baselines are CPU code (scipy CG, numpy), and every metric is scikit-image's, on the CPU.
+    device: str = "cpu"
 
 
 @dataclass
@@ -161,33 +164,37 @@ def _bar(iterable, desc: str, total: int | None = None):
 
 
 # --------------------------------------------------------------------------------------------- methods
-def run_model(model, ex: ExampleSet, batch_size: int) -> dict:
+def run_model(model, ex: ExampleSet, batch_size: int, device: str = "cpu") -> dict:
     """AstroRIM and baseline (a) on every example: reconstructions [ADU], encoder parameters, timings.
 
     AstroRIM runs through the project's inference API (``astrorim.inference.reconstruct``: per-example
     robust-max normalisation, reconstruction, flux scale undone) with the shard's true noise level.
-    (a) is timed separately: normalisation + encoder + operator + x0 only.
+    (a) is timed separately: normalisation + encoder + operator + x0 only.  Both run on ``device`` (its
+    per-lens times then include the copies to and from it); the model is returned to the CPU afterwards.
     """
+    from astrorim.train.step import resolve_device
     from astrorim.inference import reconstruct
     from astrorim.model.normalisation import denormalise, normalise, observation_scale
     from astrorim.model.rim import RIM
 
     recon, x0, params = [], [], []
     t_model, t_a = Timer(), Timer()
-    model.eval()
+    device = resolve_device(device, key="evaluation.device")
+    model.eval().to(device)
     for sl in _bar(_batches(len(ex), batch_size), "AstroRIM", total=-(-len(ex) // batch_size)):
         with t_model:
             out = reconstruct(ex.observed[sl], model, noise_sigma=ex.noise_sigma[sl].astype(np.float64),
-                              batch_size=batch_size, device="cpu")
+                              batch_size=batch_size, device=device)
         recon.append(np.asarray(out.source, dtype=np.float32))
         params.append(out.params)
         with t_a, torch.inference_mode():
-            y = torch.from_numpy(ex.observed[sl])
+            y = torch.from_numpy(ex.observed[sl]).to(device)
             s = observation_scale(y)
             yn = normalise(y, s)
             op = model.forward_operator.bind(model.encoder(yn))
-            xa = denormalise(RIM.initial_source(yn, op).float(), s)
+            xa = denormalise(RIM.initial_source(yn, op).float(), s).cpu()
         x0.append(xa.numpy())
+    model.to("cpu")
     table = pd.concat(params, ignore_index=True)
     return {"astrorim": np.concatenate(recon), "backprojection_encoder": np.concatenate(x0),
             "params": {k: table[k].to_numpy(np.float64) for k in PARAMETER_NAMES},
@@ -306,7 +313,7 @@ def evaluate_examples(ex: ExampleSet, model=None, val: ExampleSet | None = None,
 
     if model is not None:
         t0 = time.perf_counter()
-        res = run_model(model, ex, settings.batch_size)
+        res = run_model(model, ex, settings.batch_size, settings.device)
         stage("astrorim_and_backprojection_encoder", t0)
         estimates["astrorim"] = res["astrorim"]
         estimates["backprojection_encoder"] = res["backprojection_encoder"]

@@ -19,14 +19,17 @@ import torch
 ROBUST_MAX_QUANTILE = 0.995
 
 
-def observation_scale(y: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """Per-example scale s (B,) of observations y (B, H, W); same array type as y."""
+def observation_scale(y: torch.Tensor | np.ndarray, *, check_finite: bool = True) -> torch.Tensor | np.ndarray:
+    """Per-example scale s (B,) of observations y (B, H, W); same array type as y.
+
+    ``check_finite`` refuses NaN or inf pixels; the check reads a flag back from y's device (a host
+    synchronisation on a GPU), which the training step skips (a non-finite batch skips its update there)."""
     if isinstance(y, np.ndarray):
-        return observation_scale(torch.from_numpy(np.ascontiguousarray(y))).numpy()
+        return observation_scale(torch.from_numpy(np.ascontiguousarray(y)), check_finite=check_finite).numpy()
     if y.ndim != 3:
         raise ValueError(f"observations must be (B, H, W), got {tuple(y.shape)}")
     flat = y.detach().reshape(y.shape[0], -1)
-    if not torch.isfinite(flat).all():
+    if check_finite and not torch.isfinite(flat).all():
         raise ValueError("observations contain NaN or inf pixels; cannot normalise")
     work = flat.double()
     s = torch.quantile(work, ROBUST_MAX_QUANTILE, dim=1)

@@ -119,6 +119,7 @@ class TrainingConfig:
     weight_decay: float = 0.01          # AdamW (torch default; not stated in the paper)
     checkpoint_every_s: float = 600.0   # mid-epoch resumable checkpoints (0 = only at epoch ends)
     checkpoint_every_batches: int = 0   # also every this many batches (0 = off)
+    log_every_steps: int = 50           # a row of steps.csv every this many optimiser steps (and at epoch ends)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     initial: PhaseConfig = field(default_factory=PhaseConfig)
@@ -139,6 +140,7 @@ class TrainingConfig:
         _check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
         _check(self.checkpoint_every_s >= 0 and self.checkpoint_every_batches >= 0,
                "checkpoint intervals must be >= 0")
+        _check(self.log_every_steps >= 1, f"log_every_steps must be >= 1, got {self.log_every_steps}")
 
     def phase(self, name: str) -> PhaseConfig:
         if name not in ("initial", "finetune"):
@@ -168,7 +170,7 @@ class TrainingConfig:
 # Keys that change how a run executes but not what it computes: excluded from the configuration hash,
 # so that a run may resume on another device or with more epochs.
 OPERATIONAL_KEYS = ("num_workers", "torch_threads", "device", "checkpoint_every_s", "checkpoint_every_batches",
-                    "epochs")
+                    "log_every_steps", "epochs")
 
 
 def _strip(d: Any) -> Any:

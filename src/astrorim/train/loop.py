@@ -5,9 +5,23 @@ Files of a phase's output directory ``out_dir`` (e.g. results/quick/models/initi
     out_dir/resume/last.pt, best.pt, metrics.csv   the run's own state, rewritten atomically at every
                                                    epoch end (last.pt also mid-epoch); removed when the
                                                    phase finishes
-    out_dir/last.pt, best.pt, metrics.csv          the published outputs: hard links to (or copies of)
-                                                   the files above, refreshed at every epoch end
+    out_dir/resume/steps.csv                       the per-step log (below), appended to
+    out_dir/last.pt, best.pt, metrics.csv,         the published outputs: hard links to (or copies of)
+      steps.csv                                    the files above, refreshed at every epoch end
     out_dir/summary.json                           final metrics and baselines, written at the end
+
+``steps.csv`` has a row every ``training.log_every_steps`` optimiser steps and at each epoch end:
+``phase, epoch, step, samples``, then ``lr_<component>`` for each parameter-group component (``lr_forward``,
+``lr_rim``, in optimiser order), then ``train_<term>`` for each loss term of
+:data:`astrorim.train.step.LOSS_TERMS`: the example-weighted mean over the steps since the previous row
+(finite values only).  ``epoch`` is 1-based, ``step`` the global optimiser step after the row's last
+step, ``samples`` the examples trained on so far in this phase (step x batch size), the learning rates
+those in force after that step.  Rows are appended whole; a resumed run first rewrites the file
+(atomically) without the rows after its checkpoint's step, so a crash leaves neither duplicates nor gaps.
+
+The training step never waits for the device (:func:`astrorim.train.step.train_step`); the loop reads
+its device-side sums (:class:`astrorim.train.step.StepSums`) only at log points, checkpoints and epoch
+ends.
 
 A restarted run resumes from resume/last.pt (else from out_dir/last.pt).  Snakemake deletes a killed
 job's declared outputs (out_dir/last.pt, ...) before rerunning it, but never the undeclared resume/
@@ -43,7 +57,7 @@ from astrorim.train.data import EpochSampler, ShardDataset, make_loader
 from astrorim.train.optim import EMA, WarmupPlateau, component_lrs, make_optimizer
 from astrorim.train.state import (check_config, read_training_checkpoint, restore_rng_state,
                                   save_training_checkpoint)
-from astrorim.train.step import LOSS_TERMS, resolve_device, resolve_precision, train_step, validate
+from astrorim.train.step import LOSS_TERMS, StepSums, resolve_device, resolve_precision, train_step, validate
 
 log = logging.getLogger("astrorim.train")
 
@@ -57,6 +71,36 @@ METRIC_COLUMNS = (
        "epoch_s", "is_best"]
 )
 MAX_CONSECUTIVE_SKIPS = 50
+STEP_LOG_FIXED_COLUMNS = ("phase", "epoch", "step", "samples")
+
+
+def step_log_columns(components: list[str]) -> list[str]:
+    """Columns of steps.csv for an optimiser whose groups belong to ``components`` (in first-seen order)."""
+    return list(STEP_LOG_FIXED_COLUMNS) + [f"lr_{c}" for c in components] + [f"train_{k}" for k in LOSS_TERMS]
+
+
+def trim_step_log(path: Path, columns: list[str], last_step: int) -> None:
+    """Rewrite ``path`` atomically with the header ``columns`` and only its complete rows with
+    step <= ``last_step`` (a resumed run repeats the steps after its checkpoint); a missing file or one with
+    another header starts empty."""
+    header = ",".join(columns)
+    keep = [header]
+    if path.exists():
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if lines and lines[0] == header:
+            step_at = columns.index("step")
+            for line in lines[1:]:
+                fields = line.split(",")
+                if len(fields) != len(columns):
+                    continue  # a partial last line of a killed run, or an empty line
+                try:
+                    if int(fields[step_at]) <= last_step:
+                        keep.append(line)
+                except ValueError:
+                    continue
+        elif lines and lines[0]:
+            log.warning("%s: another column layout (%s...); starting it anew", path, lines[0][:60])
+    write_text_atomic(path, "\n".join(keep) + "\n")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -127,8 +171,9 @@ class PhaseRun:
         t = self.training
         self.device = resolve_device(t.device)
         self.precision = resolve_precision(self.device, t.amp)
-        log.info("%s phase: device %s, precision %s, config hash %s", self.phase, self.device,
-                 self.precision.label, self.hash)
+        self.tf32 = self.precision.apply_tf32()
+        log.info("%s phase: device %s, precision %s (TF32 %s), config hash %s", self.phase, self.device,
+                 self.precision.label, "on" if any(self.tf32.values()) else "off", self.hash)
         if self.init_checkpoint is not None:
             self._load_init(self.init_checkpoint)
         self.model.to(self.device)
@@ -161,6 +206,8 @@ class PhaseRun:
         self.partial: dict = {}
         self.finished = False
         self.stop_reason = ""
+        self.components = list(dict.fromkeys(g["component"] for g in self.optimizer.param_groups))
+        self.step_columns = step_log_columns(self.components)
 
     def _load_init(self, path: Path) -> None:
         """Finetuning starts from the EMA weights of the best initial checkpoint (model and EMA alike)."""
@@ -206,6 +253,9 @@ class PhaseRun:
             self.finished = False  # more epochs asked for than the finished run had
         log.info("resumed from %s: epoch %d, batch %d, step %d (config hash %s)", path, self.epoch,
                  self.batch_in_epoch, self.global_step, self.hash)
+        if not (self.resume_dir / "steps.csv").exists() and (self.out_dir / "steps.csv").exists():
+            self.resume_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.out_dir / "steps.csv", self.resume_dir / "steps.csv")
         # A published best.pt may have been deleted (Snakemake rerun); the resume copy is authoritative.
         for name in ("best.pt", "metrics.csv"):
             src = self.resume_dir / name
@@ -219,7 +269,7 @@ class PhaseRun:
                 "global_step": self.global_step, "training_seed": t.seed,
                 "best_epoch": self.best["epoch"], "best_val_mse": self.best["val_mse"],
                 "val_mse": val.get("val_mse"), "val_ssim": val.get("val_ssim"),
-                "device": str(self.device), "precision": self.precision.label,
+                "device": str(self.device), "precision": self.precision.label, **self.tf32,
                 "astrorim_version": str(__version__), "torch_version": str(torch.__version__),
                 "ema_decay": t.ema_decay, "weights_for_evaluation": "ema_state"}
 
@@ -239,7 +289,7 @@ class PhaseRun:
         self._write_metrics(self.resume_dir / "metrics.csv")
 
     def _publish_outputs(self) -> None:
-        for name in ("last.pt", "best.pt", "metrics.csv"):
+        for name in ("last.pt", "best.pt", "metrics.csv", "steps.csv"):
             src = self.resume_dir / name
             if src.exists():
                 _publish(src, self.out_dir / name)
@@ -254,11 +304,13 @@ class PhaseRun:
         bs = self.training.batch_size
         start = self.batch_in_epoch
         self.sampler.set_epoch(self.epoch, start * bs)
-        sums = dict(self.partial) if start else {}
+        saved = dict(self.partial) if start else {}
         t0 = time.monotonic()
-        elapsed0 = sums.pop("_elapsed", 0.0)
+        elapsed0 = float(saved.pop("_elapsed", 0.0))
+        stats = StepSums(self.device)
+        stats.load(saved)
         last_save = t0
-        consecutive_skips = 0
+        every_log = self.training.log_every_steps
         bar = tqdm(total=self.steps_per_epoch, initial=start, desc=f"{self.phase} epoch {self.epoch + 1}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
         for batch in self.train_loader:
@@ -266,27 +318,13 @@ class PhaseRun:
                            loss_cfg=self.training.loss, grad_clip=self.training.grad_clip, n_iter=self.n_iter,
                            noise=self.noise, device=self.device)
             self.scheduler.step_batch()
-            if r["skipped"]:
-                consecutive_skips += 1
-                log.warning("epoch %d batch %d: non-finite loss/gradient, update skipped (loss %s, grad %s)",
-                            self.epoch + 1, self.batch_in_epoch, r["total"], r["grad_norm"])
-                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                    raise FloatingPointError(f"{consecutive_skips} consecutive non-finite steps; stopping")
-            else:
-                consecutive_skips = 0
-                self.ema.update(self.model)
-            n = batch["observed"].shape[0]
-            for k in LOSS_TERMS:
-                sums[k] = sums.get(k, 0.0) + (r[k] * n if math.isfinite(r[k]) else 0.0)
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + (r["grad_norm"] if math.isfinite(r["grad_norm"]) else 0.0)
-            sums["clipped"] = sums.get("clipped", 0.0) + r["clipped"]
-            sums["skipped"] = sums.get("skipped", 0.0) + r["skipped"]
-            sums["n"] = sums.get("n", 0) + n
-            sums["batches"] = sums.get("batches", 0) + 1
+            self.ema.update(self.model, applied=1.0 - r["skipped"])
+            stats.add(r, batch["observed"].shape[0])
             self.batch_in_epoch += 1
             self.global_step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{r['total']:.4g}", mse=f"{r['mse']:.3g}")
+            if self.global_step % every_log == 0 or self.batch_in_epoch >= self.steps_per_epoch:
+                self._log_steps(stats, bar)  # the only place a step's numbers are read back
             if self.on_step is not None:
                 self.on_step(self.global_step, self.epoch, self.batch_in_epoch)
             now = time.monotonic()
@@ -294,7 +332,7 @@ class PhaseRun:
             due = (every_b and self.batch_in_epoch % every_b == 0) or (
                 self.training.checkpoint_every_s and now - last_save >= self.training.checkpoint_every_s)
             if (due or self.stop_flag.requested) and self.batch_in_epoch < self.steps_per_epoch:
-                self.partial = {**sums, "_elapsed": elapsed0 + now - t0}
+                self.partial = {**stats.state(), "_elapsed": elapsed0 + now - t0}
                 self._save(is_best=False)
                 last_save = now
                 log.info("mid-epoch checkpoint: epoch %d, batch %d/%d", self.epoch + 1, self.batch_in_epoch,
@@ -306,8 +344,31 @@ class PhaseRun:
                 raise TrainingInterrupted(f"stopped by {self.stop_flag.signal_name} at epoch {self.epoch + 1}, "
                                           f"batch {self.batch_in_epoch}; rerun to resume")
         bar.close()
+        sums = stats.read("epoch")
         sums["_elapsed"] = elapsed0 + time.monotonic() - t0
         return sums
+
+    def _log_steps(self, stats: StepSums, bar) -> None:
+        """Append a row to steps.csv with the window's means, then check the skipped steps."""
+        window = stats.read("window")
+        consecutive = int(stats.consecutive_skips.item())
+        n = max(window["n"], 1)
+        row = {"phase": self.phase, "epoch": self.epoch + 1, "step": self.global_step,
+               "samples": self.global_step * self.training.batch_size}
+        lrs = component_lrs(self.optimizer)
+        row.update({f"lr_{c}": lrs[c] for c in self.components})
+        row.update({f"train_{k}": window[k] / n for k in LOSS_TERMS})
+        line = ",".join(_csv_field(row[c]) for c in self.step_columns)
+        with open(self.resume_dir / "steps.csv", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        bar.set_postfix(loss=f"{row['train_total']:.4g}", mse=f"{row['train_mse']:.3g}")
+        if window["skipped"]:
+            log.warning("epoch %d, steps %d-%d: %d update(s) skipped (non-finite loss or gradient)",
+                        self.epoch + 1, self.global_step - window["batches"] + 1, self.global_step,
+                        int(window["skipped"]))
+        stats.reset_window()
+        if consecutive >= MAX_CONSECUTIVE_SKIPS:
+            raise FloatingPointError(f"{consecutive} consecutive non-finite steps; stopping")
 
     def _epoch_row(self, sums: dict, val: dict, is_best: bool) -> dict:
         n = max(sums.get("n", 0), 1)
@@ -336,6 +397,8 @@ class PhaseRun:
         """Train (or resume) to the end of the phase; returns the summary written to summary.json."""
         self._setup()
         self._try_resume()
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        trim_step_log(self.resume_dir / "steps.csv", self.step_columns, self.global_step)
         started = time.monotonic()
         while not self.finished and self.epoch < self.cfg.epochs:
             sums = self._train_epoch()
@@ -387,9 +450,15 @@ class PhaseRun:
         return {"phase": self.phase, "config_hash": self.hash, "epochs_run": self.epoch,
                 "stop_reason": self.stop_reason, "best_epoch": self.best["epoch"], "global_step": self.global_step,
                 "train_seconds": train_seconds, "wall_seconds_this_process": seconds,
-                "device": str(self.device), "precision": self.precision.label,
+                "device": str(self.device), "precision": self.precision.label, **self.tf32,
                 "n_train": len(self.train_data), "n_val": len(self.val_data),
                 "val": {k: float(v) for k, v in sorted(val.items())}}
+
+
+def _csv_field(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    return str(value)
 
 
 def _json(obj) -> str:

@@ -57,7 +57,8 @@ def squared_norm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(iterates: list[torch.Tensor], target: torch.Tensor, scheme: str) -> torch.Tensor:
-    weights = iterate_weights(len(iterates), scheme).to(target.device)
+    # Python floats, not a device tensor: ``w > 0`` on a CUDA tensor would wait for the GPU at every iterate.
+    weights = iterate_weights(len(iterates), scheme).tolist()
     total = target.new_zeros((), dtype=torch.float32)
     for w, x in zip(weights, iterates):
         if w > 0:

@@ -55,9 +55,42 @@ def parameter_groups(model: nn.Module, lr_rim: float, lr_forward: float, weight_
     return ordered
 
 
+def fused_adamw_supported(device: torch.device | str) -> bool:
+    """torch's fused AdamW runs on CUDA (torch >= 2.0) and on the CPU from torch 2.4 on."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.torch_version.TorchVersion(torch.__version__) >= (2, 4)
+
+
 def make_optimizer(model: nn.Module, lr_rim: float, lr_forward: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups`, fused where torch supports it on the model's device.
+
+    The fused kernel matters on a GPU: it can skip a step on the device (:func:`step_unless_non_finite`),
+    so a step never waits for the GPU to say whether the loss was finite, and it reads its step counters
+    on the device (the foreach AdamW reads each group's counter back to the host every step).
+    """
     groups = parameter_groups(model, lr_rim, lr_forward, weight_decay)
-    return torch.optim.AdamW(groups, lr=lr_rim, weight_decay=weight_decay)
+    device = next(model.parameters()).device
+    return torch.optim.AdamW(groups, lr=lr_rim, weight_decay=weight_decay,
+                             fused=fused_adamw_supported(device) or None)
+
+
+def step_unless_non_finite(optimizer: torch.optim.Optimizer, non_finite: torch.Tensor) -> None:
+    """``optimizer.step()`` unless ``non_finite`` (a 0-d float tensor, 1.0 or 0.0) is set.
+
+    A fused AdamW takes the flag as its ``found_inf`` (the GradScaler's mechanism) and skips the update,
+    step counters included, on the device: no host synchronisation.  Any other optimiser needs the flag on
+    the host (one synchronisation).
+    """
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = non_finite.to(torch.float32)
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(non_finite):
+        optimizer.step()
 
 
 def component_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -147,7 +180,10 @@ class EMA:
         return self.decay
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, applied: torch.Tensor | None = None) -> None:
+        """One EMA step towards ``model``.  ``applied`` (a 0-d tensor, 1.0 or 0.0) scales the step on the
+        device: 0 after a skipped optimiser step leaves the shadow weights as they are without a host
+        synchronisation (the warm-up counter still advances)."""
         d = self.current_decay()
         ema_state = self.model.state_dict()
         shadow, live = [], []
@@ -156,10 +192,17 @@ class EMA:
             if target.dtype.is_floating_point:
                 shadow.append(target)
                 live.append(value.detach().to(target.dtype))
-            else:
+            elif applied is None:
                 target.copy_(value)
+            else:
+                target.copy_(torch.where(applied > 0, value, target))
         if shadow:
-            torch._foreach_lerp_(shadow, live, 1.0 - d)
+            if applied is None:
+                torch._foreach_lerp_(shadow, live, 1.0 - d)
+            else:
+                step = torch._foreach_sub(live, shadow)
+                torch._foreach_mul_(step, (1.0 - d) * applied.to(shadow[0].device, torch.float32))
+                torch._foreach_add_(shadow, step)
         self.updates += 1
 
     def state_dict(self) -> dict:

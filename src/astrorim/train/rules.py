@@ -10,7 +10,7 @@ from astrorim.train.config import TrainingConfig
 
 RULE_OUTPUTS = {"best": "best.pt", "last": "last.pt", "metrics": "metrics.csv", "summary": "summary.json"}
 # Training keys that do not change the result: not rule params (nor part of the checkpoint's config hash).
-NOT_RULE_PARAMS = ("num_workers", "torch_threads", "checkpoint_every_s", "checkpoint_every_batches")
+NOT_RULE_PARAMS = ("num_workers", "torch_threads", "checkpoint_every_s", "checkpoint_every_batches", "log_every_steps")
 
 
 def rule_outputs(models_dir: str, phase: str) -> dict[str, str]:
