@@ -9,6 +9,14 @@ noise variance (0 on masked pixels) and R a gradient regulariser,
     R = D^T D + eps I on the source (D: forward differences between row and column neighbours,
         none across the grid edge),  R = eps_a I on the amplitudes (a vague prior).
 
+The source grid spans [-R, R] of the source plane (R = ``source_radius`` of
+:class:`astrorim.fit.FitConfig`, 0.6 of the half field: pixels 0.6 x the image's) and is confined to
+its inscribed disk (``support``): outside it s = 0 (those unknowns get the identity times lambda in H,
+decoupled).  Without the disk a free-form source over the whole field absorbs the lens light and the
+arcs alike at small b, and the evidence prefers "no lensing"; with image-sized source pixels a
+compact source is under-resolved and the lens ellipticity and shear come out ~30 % too large on a
+noiseless lenstronomy lens (tests/test_fit.py).
+
 H is solved by Jacobi-preconditioned conjugate gradients, batched (one system per example) and
 warm-started from the previous lens step.  A and A^T are the exact forward operator of
 :class:`astrorim.model.forward.BoundForwardOperator` and its adjoint, so H is symmetric positive
@@ -18,6 +26,7 @@ M the bilinear warp approximated by (M o M)^T (K o K) * W); it only precondition
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -60,6 +69,40 @@ def regulariser_diagonal(h: int, w: int, dtype, device) -> torch.Tensor:
     return d
 
 
+def source_support(npix: int, radius: float, dtype=torch.float64) -> torch.Tensor:
+    """(npix, npix) 1/0 mask of source pixels whose centre lies within ``radius`` of the origin."""
+    from astrorim.model.grid import normalised_grid
+    x, y = normalised_grid(npix, dtype=dtype)
+    return ((x * x + y * y) <= radius * radius).to(dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _log_det_supported_laplacian(npix: int, radius: float) -> float:
+    """log det of (D^T D + eps I) restricted to the support (its principal submatrix), by sparse LU."""
+    import numpy as np
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+    keep = source_support(npix, radius).numpy().astype(bool).ravel()
+    path = sp.diags([-np.ones(npix - 1), 2 * np.ones(npix), -np.ones(npix - 1)], [-1, 0, 1]).tolil()
+    path[0, 0] = path[-1, -1] = 1.0
+    eye = sp.identity(npix)
+    lap = (sp.kron(eye, path) + sp.kron(path, eye)).tocsc()
+    sub = lap[keep][:, keep] + SOURCE_RIDGE * sp.identity(int(keep.sum()))
+    lu = splu(sp.csc_matrix(sub))
+    return float(np.log(np.abs(lu.U.diagonal())).sum() + np.log(np.abs(lu.L.diagonal())).sum())
+
+
+def log_det_prior(npix: int, radius: float | None, lam: torch.Tensor, n_amp: int) -> torch.Tensor:
+    """log det of the prior precision (B,) on the unknowns that the support leaves free (the
+    masked ones are decoupled identically in H and in the prior, so they cancel in the evidence)."""
+    if radius is None:
+        return log_det_regulariser(npix, npix, lam, n_amp)
+    n_free = int(source_support(npix, radius).sum())
+    lam = lam.to(torch.float64)
+    return _log_det_supported_laplacian(npix, float(radius)) + n_free * torch.log(lam) + \
+        n_amp * torch.log(lam * AMPLITUDE_RIDGE)
+
+
 def log_det_regulariser(h: int, w: int, lam: torch.Tensor, n_amp: int) -> torch.Tensor:
     """Exact log det(lambda R) (B,) of the full prior precision (source and amplitudes).
 
@@ -83,6 +126,7 @@ class LinearSystem:
     light: torch.Tensor           # (B, n_amp, H, W): PSF-convolved Sérsic images and the flat sky
     weight: torch.Tensor          # (B, H, W) inverse variance, 0 where masked
     lam: torch.Tensor             # (B,)
+    support: torch.Tensor | None = None  # (H, W) 1/0: source pixels allowed to be non-zero
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -107,19 +151,25 @@ class LinearSystem:
     def lensed(self, s: torch.Tensor) -> torch.Tensor:
         return convolve_same(self.warp.apply(s), self.kernel, "auto")
 
+    def _masked(self, s: torch.Tensor) -> torch.Tensor:
+        return s if self.support is None else s * self.support
+
     def apply_A(self, z: torch.Tensor) -> torch.Tensor:
         s, a = self.split(z)
-        return self.lensed(s) + (a[:, :, None, None] * self.light).sum(dim=1)
+        return self.lensed(self._masked(s)) + (a[:, :, None, None] * self.light).sum(dim=1)
 
     def apply_At(self, r: torch.Tensor) -> torch.Tensor:
-        s = self.warp.transpose(correlate_same(r, self.kernel, "auto"))
+        s = self._masked(self.warp.transpose(correlate_same(r, self.kernel, "auto")))
         a = (self.light * r[:, None]).sum(dim=(-1, -2))
         return self.join(s, a)
 
     def prior_apply(self, z: torch.Tensor) -> torch.Tensor:
         s, a = self.split(z)
         lam = self.lam.view(-1, 1, 1)
-        return self.join(lam * (gradient_regulariser(s) + SOURCE_RIDGE * s),
+        src = lam * (gradient_regulariser(self._masked(s)) + SOURCE_RIDGE * s)
+        if self.support is not None:
+            src = self.support * src + (1 - self.support) * lam * s
+        return self.join(src,
                          self.lam.view(-1, 1) * AMPLITUDE_RIDGE * a)
 
     def matvec(self, z: torch.Tensor) -> torch.Tensor:
@@ -137,6 +187,8 @@ class LinearSystem:
         src = src.scatter_add(1, self.warp.index, vals.reshape(wk.shape[0], -1)).view(-1, h, w)
         reg = regulariser_diagonal(h, w, wk.dtype, wk.device) + SOURCE_RIDGE
         src = src + self.lam.view(-1, 1, 1) * reg
+        if self.support is not None:
+            src = self.support * src + (1 - self.support) * self.lam.view(-1, 1, 1)
         amp = (self.weight[:, None] * self.light ** 2).sum(dim=(-1, -2)) + \
             self.lam.view(-1, 1) * AMPLITUDE_RIDGE
         return self.join(src, amp)
@@ -144,6 +196,7 @@ class LinearSystem:
     def penalty(self, z: torch.Tensor) -> torch.Tensor:
         """z^T (lambda R) z per example (B,)."""
         s, a = self.split(z)
+        s = self._masked(s)
         return self.lam * (gradient_penalty(s) + SOURCE_RIDGE * (s * s).sum(dim=(-1, -2))
                            + AMPLITUDE_RIDGE * (a * a).sum(dim=1))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from astrorim.fit.linear import LinearSystem, conjugate_gradient, log_det_regulariser
+from astrorim.fit.linear import LinearSystem, conjugate_gradient, log_det_prior
 from astrorim.fit.logdet import slq_log_det
 from astrorim.fit.parameters import INDEX, project
 from astrorim.fit.system import build_system
@@ -29,27 +29,32 @@ from astrorim.fit.system import build_system
 class FitConfig:
     """Settings of :func:`astrorim.fit.fit_lenses` (docs/fit.md)."""
 
-    steps: int = 80                   # Adam steps of the surviving starts in all
-    explore_steps: int = 20           # steps of every start before the evidence culls them
+    steps: int = 50                   # Adam steps of the surviving starts in all
+    explore_steps: int = 12           # steps of every start before the evidence culls them
     keep_starts: int = 2              # starts per lens that continue after the cull
     lr: float = 0.02                  # initial Adam step [normalised units]; cosine decay to lr/10
     cg_first: int = 60                # CG iterations of the first solve of a start
-    cg_step: int = 8                  # warm-started CG iterations per Adam step
+    cg_step: int = 6                  # warm-started CG iterations per Adam step
     cg_final: int = 60                # CG iterations of the final solve of a stage
     cg_laplace: int = 40              # CG iterations per displaced solve of the Hessian
     cg_rtol: float = 1e-5
     lambda_factor: float = 0.03       # lambda = lambda_factor * median(W over used pixels)
+    source_radius: float | None = 0.6  # source grid spans +-this [normalised], only its inscribed
+                                       # disk free (finer pixels); None: the image's grid
     b_sigma_default: float = 0.35     # log-b spread of the starts without an encoder sigma
     b_offsets: tuple = (-1.0, 0.0, 1.0, 2.0)  # starts at log b + k sigma (0.7, 1, 1.4, 2 for 0.35)
     orientations: int = 2             # (e1, e2) and rotated by 90 degrees
     min_start_e: float = 0.1          # |e| of the starts when the estimate is rounder
     light_re_start: float = 0.4       # lens-light half-light radius of the starts [normalised]
+    scan_b: tuple = (0.08, 0.12, 0.17, 0.24, 0.33, 0.45, 0.6, 0.8, 1.05, 1.35)  # coarse b grid
+    scan_keep: int = 2                # best scan points (by evidence) added to the starts
+    scan_cg: int = 40                 # CG iterations per scan point
     logdet_probes: int = 4
     logdet_steps: int = 25
     seed: int = 0
     converge_window: int = 10         # steps over which the parameters must settle
-    converge_tol: float = 2e-3        # max change of any lens parameter over that window
-    laplace_step: float = 1e-3        # finite-difference step of the Hessian
+    converge_tol: float = 2e-3        # max change of the window means of any lens parameter
+    laplace_step: float = 1e-4        # finite-difference step of the Jacobian / Hessian
     inflate_by_chi2: bool = True      # scale the covariance by max(1, chi^2 / pixel)
 
 
@@ -61,13 +66,18 @@ class Problem:
     weight: torch.Tensor   # (B, H, W), 0 where masked
     kernel: torch.Tensor   # (K, K) or (B, K, K)
     lam: torch.Tensor      # (B,)
+    source_radius: float | None = None  # support of the source [normalised], None: whole grid
 
     def take(self, index: torch.Tensor) -> "Problem":
         k = self.kernel if self.kernel.ndim == 2 else self.kernel[index]
-        return Problem(self.y[index], self.weight[index], k, self.lam[index])
+        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius)
+
+    def to(self, dtype: torch.dtype) -> "Problem":
+        return Problem(self.y.to(dtype), self.weight.to(dtype), self.kernel.to(dtype), self.lam.to(dtype),
+                       self.source_radius)
 
     def system(self, theta: torch.Tensor) -> LinearSystem:
-        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam)
+        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius)
 
 
 def solve(system: LinearSystem, y: torch.Tensor, z0: torch.Tensor | None, iters: int,
@@ -108,8 +118,8 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
         pen = system.penalty(z)
         logdet_h = slq_log_det(system.matvec, system.jacobi_diagonal(), config.logdet_probes,
                                config.logdet_steps, config.seed)
-        h, w = system.shape
-        logdet_r = log_det_regulariser(h, w, problem.lam, system.n_amp)
+        logdet_r = log_det_prior(system.shape[0], None if problem.source_radius is None else 1.0,
+                                 problem.lam, system.n_amp)
         used = problem.weight > 0
         log_w = torch.where(used, torch.log(problem.weight.clamp_min(1e-300) / (2 * math.pi)),
                             torch.zeros_like(problem.weight)).sum(dim=(-1, -2))
@@ -145,10 +155,16 @@ def adam_fit(problem: Problem, theta0: torch.Tensor, config: FitConfig, steps: r
         history.append(theta.clone())
     theta, at_bound = project(theta)
     z, residual = solve(problem.system(theta), problem.y, z, config.cg_final, config.cg_rtol)
-    window = min(config.converge_window, len(history) - 1)
+    # Settled: the mean of the last half-window differs from the mean of the half-window before it
+    # by less than converge_tol in every lens parameter (means average out Adam's jitter).
+    half = min(config.converge_window // 2, (len(history) - 1) // 2)
     lens_cols = [INDEX[n] for n in ("log_b", "e1", "e2", "x0", "y0", "gamma1", "gamma2")]
-    change = (history[-1] - history[-1 - window])[:, lens_cols].abs().amax(dim=1) if window > 0 \
-        else torch.zeros(theta.shape[0])
+    if half > 0:
+        recent = torch.stack(history[-half:]).mean(0)
+        before = torch.stack(history[-2 * half:-half]).mean(0)
+        change = (recent - before)[:, lens_cols].abs().amax(dim=1)
+    else:
+        change = torch.zeros(theta.shape[0], dtype=theta.dtype)
     finite &= torch.isfinite(theta).all(dim=1)
     return {"theta": theta, "z": z, "cg_residual": residual, "at_bound": at_bound,
             "change": change, "finite": finite}

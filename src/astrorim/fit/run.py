@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from astrorim.fit import validate
-from astrorim.fit.laplace import covariance, hessian
-from astrorim.fit.optimise import FitConfig, Problem, adam_fit, chi2, log_evidence
+from astrorim.fit.laplace import covariance, fisher
+from astrorim.fit.optimise import FitConfig, Problem, adam_fit, chi2, log_evidence, solve
 from astrorim.fit.parameters import INDEX, LENS_NAMES, NAMES, nine_parameters
 from astrorim.model.normalisation import observation_scale
 
@@ -76,6 +76,26 @@ def _start_rows(start: dict, start_sigma: dict | None, n: int, config: FitConfig
     return torch.stack(rows, dim=1)
 
 
+def _scan_starts(problem: Problem, starts: torch.Tensor, config: FitConfig) -> torch.Tensor:
+    """Extra starts from a coarse scan of b (both orientations of the estimate, all else as estimated),
+    ranked by the evidence after a short solve: a safety net when the estimate of b is far off."""
+    n, _, p = starts.shape
+    base = starts[:, [config.b_offsets.index(0.0) * config.orientations + o for o in range(config.orientations)]] \
+        if 0.0 in config.b_offsets else starts[:, :config.orientations]
+    grid = torch.tensor(config.scan_b, dtype=starts.dtype).log()
+    rows = base[:, None, :, :].repeat(1, len(grid), 1, 1)               # (n, G, O, P)
+    rows[..., INDEX["log_b"]] = grid.view(1, -1, 1)
+    rows = rows.reshape(n, -1, p)
+    m = rows.shape[1]
+    sub = problem.take(torch.arange(n).repeat_interleave(m))
+    flat = rows.reshape(n * m, p).to(problem.y.dtype)
+    z, _ = solve(sub.system(flat), sub.y, None, config.scan_cg, config.cg_rtol)
+    ev = log_evidence(sub, flat, z, config)["log_evidence"].view(n, m)
+    ev = torch.where(torch.isfinite(ev), ev, torch.full_like(ev, -math.inf))
+    top = ev.topk(min(config.scan_keep, m), dim=1).indices
+    return torch.gather(rows, 1, top[..., None].expand(-1, -1, p))
+
+
 def _evidence_score(problem: Problem, state: dict, config: FitConfig) -> torch.Tensor:
     """log evidence of each row, -inf where the fit failed (so it is never picked)."""
     ev = log_evidence(problem, state["theta"], state["z"], config)["log_evidence"]
@@ -120,9 +140,11 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
     y = (y64 / scale.view(-1, 1, 1)).to(dtype)
     weight = _weights(y64, sigma, used, gain, scale).to(dtype)
     lam = torch.stack([config.lambda_factor * weight[i][used[i]].median() for i in range(n)])
-    problem = Problem(y, weight, kernel.to(dtype), lam)
+    problem = Problem(y, weight, kernel.to(dtype), lam, config.source_radius)
 
     t0 = time.perf_counter()
+    if config.scan_keep > 0 and config.scan_b:
+        starts = torch.cat([starts, _scan_starts(problem, starts, config)], dim=1)
     n_starts = starts.shape[1]
     index = torch.arange(n).repeat_interleave(n_starts)
     multi = problem.take(index)
@@ -147,11 +169,10 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
     best_evidence = score[torch.arange(n), best]
     best_start = start_of[torch.arange(n), best]
 
-    # The finite-difference Hessian needs float64: float32 gradients differ by rounding noise.
-    problem64 = Problem(problem.y.double(), problem.weight.double(), problem.kernel.double(),
-                        problem.lam.double())
-    hess = hessian(problem64, theta.double(), z.double(), config)
-    cov, pd_ok = covariance(hess)
+    # Finite differences of the model image need float64.
+    problem64 = problem.to(torch.float64)
+    hess = fisher(problem64, theta.double(), z.double(), config)
+    cov, pd_ok = covariance(hess, len(LENS_NAMES))
     system = problem.system(theta)
     with torch.no_grad():
         c2 = chi2(system, problem.y, z).double()
@@ -163,8 +184,7 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
 
     th = theta.double().numpy()
     nine = nine_parameters(th)
-    lens_idx = [INDEX[k] for k in LENS_NAMES]
-    cov_lens = cov[:, lens_idx][:, :, lens_idx].numpy()
+    cov_lens = cov.numpy()
     err = np.sqrt(np.clip(np.diagonal(cov_lens, axis1=1, axis2=2), 0, None))
     table = pd.DataFrame(nine)
     for i, name in enumerate(LENS_NAMES):
@@ -191,8 +211,9 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
         elif at_bound[i]:
             flag, reason = "hit_bound", "a lens parameter ended on its box bound"
         elif change[i] > config.converge_tol:
-            flag, reason = "not_converged", (f"lens parameters still moved by {change[i]:.2g} over the last "
-                                             f"{config.converge_window} steps (tol {config.converge_tol:g})")
+            flag, reason = "not_converged", (f"lens parameters still drift by {change[i]:.2g} between the "
+                                             f"halves of the last {config.converge_window} steps "
+                                             f"(tol {config.converge_tol:g})")
         elif residual[i] > 1e-3:
             flag, reason = "not_converged", f"source solve relative residual {residual[i]:.2g} > 1e-3"
         elif not pd_ok[i]:
