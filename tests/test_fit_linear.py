@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from astrorim.fit.linear import conjugate_gradient, log_det_regulariser
+from astrorim.fit.linear import conjugate_gradient, log_det_prior, log_det_regulariser, source_support
 from astrorim.fit.logdet import slq_log_det
 from astrorim.fit.optimise import Problem
 from astrorim.fit.parameters import INDEX, NAMES
@@ -14,7 +14,7 @@ from astrorim.fit.parameters import INDEX, NAMES
 NPIX = 10
 
 
-def _problem(batch=2, seed=0):
+def _problem(batch=2, seed=0, source_radius=None):
     g = torch.Generator().manual_seed(seed)
     y = torch.rand(batch, NPIX, NPIX, generator=g, dtype=torch.float64)
     w = 1.0 + torch.rand(batch, NPIX, NPIX, generator=g, dtype=torch.float64)
@@ -28,7 +28,7 @@ def _problem(batch=2, seed=0):
     theta[:, INDEX["e1"]] = torch.tensor([0.1, -0.2])[:batch]
     theta[:, INDEX["gamma2"]] = 0.03
     theta[:, INDEX["light_log_re"]] = math.log(0.3)
-    p = Problem(y, w, k, lam)
+    p = Problem(y, w, k, lam, source_radius)
     return p, p.system(theta)
 
 
@@ -87,3 +87,24 @@ def test_regulariser_log_det_is_exact():
     exact = torch.linalg.slogdet(dense)[1]
     closed = log_det_regulariser(NPIX, NPIX, system.lam, system.n_amp)
     torch.testing.assert_close(closed, exact, rtol=1e-9, atol=1e-8)
+
+
+def test_supported_source_system_matches_dense_and_its_prior_log_det_is_exact():
+    p, system = _problem(source_radius=0.6)
+    dense = _dense(system)
+    torch.testing.assert_close(dense, dense.transpose(1, 2), rtol=1e-10, atol=1e-10)
+    b = system.rhs(p.y)
+    exact = torch.linalg.solve(dense, b.unsqueeze(-1)).squeeze(-1)
+    x, _ = conjugate_gradient(system.matvec, b, torch.zeros_like(b), system.jacobi_diagonal(), 500, 1e-12)
+    torch.testing.assert_close(x, exact, rtol=1e-7, atol=1e-8)
+    s, _ = system.split(x)
+    outside = source_support(NPIX, 1.0) == 0
+    assert outside.any() and float(s[:, outside].abs().max()) < 1e-12
+    # Prior precision on the free unknowns: the support block of lambda R plus the amplitudes.
+    n = system.size
+    eye = torch.eye(n, dtype=torch.float64)
+    prior = torch.stack([system.prior_apply(eye[j].expand(2, n).clone()) for j in range(n)], dim=2)
+    free = torch.cat([(~outside).reshape(-1), torch.ones(system.n_amp, dtype=torch.bool)])
+    exact_logdet = torch.linalg.slogdet(prior[:, free][:, :, free])[1]
+    torch.testing.assert_close(log_det_prior(NPIX, 1.0, system.lam, system.n_amp), exact_logdet,
+                               rtol=1e-9, atol=1e-8)

@@ -14,7 +14,7 @@ MIN_PEAK_SNR = 3.0
 def as_float_tensor(value, name: str, dtype=torch.float64) -> torch.Tensor:
     """``value`` as a finite floating tensor; ValueError naming ``name`` otherwise."""
     try:
-        t = torch.as_tensor(np.asarray(value, dtype=np.float64) if not isinstance(value, torch.Tensor)
+        t = torch.as_tensor(np.array(value, dtype=np.float64) if not isinstance(value, torch.Tensor)
                             else value.detach(), dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric: {exc}") from exc
