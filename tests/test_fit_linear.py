@@ -108,3 +108,17 @@ def test_supported_source_system_matches_dense_and_its_prior_log_det_is_exact():
     exact_logdet = torch.linalg.slogdet(prior[:, free][:, :, free])[1]
     torch.testing.assert_close(log_det_prior(NPIX, 1.0, system.lam, system.n_amp), exact_logdet,
                                rtol=1e-9, atol=1e-8)
+
+
+@pytest.mark.parametrize("npix, batch_kernel", [(96, False), (96, True), (32, False)])
+def test_cached_convolution_is_bit_identical_to_convolve_same(npix, batch_kernel):
+    from astrorim.fit.linear import CachedConvolution
+    from astrorim.model.psf import convolve_same, correlate_same
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(3, npix, npix, generator=g)
+    kernel = torch.rand(3 if batch_kernel else 1, 21, 21, generator=g)
+    kernel = (kernel / kernel.sum(dim=(-1, -2), keepdim=True))
+    kernel = kernel if batch_kernel else kernel[0]
+    conv = CachedConvolution(kernel, (npix, npix))
+    assert torch.equal(conv.convolve(images), convolve_same(images, kernel, "auto"))
+    assert torch.equal(conv.correlate(images), correlate_same(images, kernel, "auto"))

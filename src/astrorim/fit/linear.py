@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from astrorim.model.psf import convolve_same, correlate_same
+from astrorim.model.psf import FFT_THRESHOLD_PIX, _fast_size, convolve_same, correlate_same
 from astrorim.model.warp import BilinearWarp
 
 # Relative ridge on the source (keeps R positive definite; the gradient prior leaves the mean free).
@@ -117,6 +117,38 @@ def log_det_regulariser(h: int, w: int, lam: torch.Tensor, n_amp: int) -> torch.
     return logdet_r + h * w * torch.log(lam) + n_amp * torch.log(lam * AMPLITUDE_RIDGE)
 
 
+class CachedConvolution:
+    """:func:`astrorim.model.psf.convolve_same` and its transpose with the kernel's spectrum computed
+    once (the FFT path repeats the same arithmetic, so the results are bit-identical; the CG loop
+    otherwise spends a third of its FFTs on the unchanging kernel)."""
+
+    def __init__(self, kernel: torch.Tensor, shape: tuple[int, int]):
+        self.kernel = kernel
+        h, w = shape
+        self.size = kernel.shape[-1]
+        self.fft = max(h, w) > FFT_THRESHOLD_PIX
+        if self.fft:
+            self.padded = (_fast_size(h + self.size - 1), _fast_size(w + self.size - 1))
+            self.spec = torch.fft.rfft2(kernel, s=self.padded)
+            self.spec_flipped = torch.fft.rfft2(kernel.flip(-1, -2), s=self.padded)
+
+    def _apply(self, images: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        full = torch.fft.irfft2(torch.fft.rfft2(images, s=self.padded) * spec, s=self.padded)
+        c = self.size // 2
+        return full[..., c:c + h, c:c + w]
+
+    def convolve(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.fft:
+            return convolve_same(images, self.kernel, "direct")
+        return self._apply(images, self.spec)
+
+    def correlate(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.fft:
+            return correlate_same(images, self.kernel, "direct")
+        return self._apply(images, self.spec_flipped)
+
+
 @dataclass
 class LinearSystem:
     """H = A^T W A + lambda R for one batch of lens models (see the module docstring)."""
@@ -127,6 +159,9 @@ class LinearSystem:
     weight: torch.Tensor          # (B, H, W) inverse variance, 0 where masked
     lam: torch.Tensor             # (B,)
     support: torch.Tensor | None = None  # (H, W) 1/0: source pixels allowed to be non-zero
+
+    def __post_init__(self):
+        self.conv = CachedConvolution(self.kernel, (self.warp.height, self.warp.width))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -149,7 +184,7 @@ class LinearSystem:
         return torch.cat([s.reshape(s.shape[0], -1), a], dim=1)
 
     def lensed(self, s: torch.Tensor) -> torch.Tensor:
-        return convolve_same(self.warp.apply(s), self.kernel, "auto")
+        return self.conv.convolve(self.warp.apply(s))
 
     def _masked(self, s: torch.Tensor) -> torch.Tensor:
         return s if self.support is None else s * self.support
@@ -159,7 +194,7 @@ class LinearSystem:
         return self.lensed(self._masked(s)) + (a[:, :, None, None] * self.light).sum(dim=1)
 
     def apply_At(self, r: torch.Tensor) -> torch.Tensor:
-        s = self._masked(self.warp.transpose(correlate_same(r, self.kernel, "auto")))
+        s = self._masked(self.warp.transpose(self.conv.correlate(r)))
         a = (self.light * r[:, None]).sum(dim=(-1, -2))
         return self.join(s, a)
 
