@@ -168,8 +168,10 @@ def _tiny_image():
     return y
 
 
-def test_reconstruct_refine_columns(tiny_model):
+def test_reconstruct_refine_columns(tiny_model, monkeypatch):
+    import astrorim.inference as inference
     from astrorim.inference import reconstruct
+    monkeypatch.setattr(inference, "FIT_CHUNK", 1)  # two chunks of one lens
     y = _tiny_image()
     base = reconstruct(y, tiny_model, noise_sigma=1.0, device="cpu")
     res = reconstruct(y, tiny_model, noise_sigma=1.0, psf=_gaussian_psf(5), pixel_scale=0.05, refine=True,
