@@ -159,13 +159,13 @@ def calibration_figure(summary: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def timing(model, root: Path, n: int, threads: list[int]) -> list[dict]:
+def timing(model, root: Path, n: int, threads: list[int], batches: list[int]) -> list[dict]:
     ex = load_examples(root, "v1", n)
     t = ex["truth"]
     out = []
     for th in threads:
         torch.set_num_threads(th)
-        for batch in (1, 16):
+        for batch in batches:
             t0 = time.perf_counter()
             for s in range(0, n, batch):
                 sl = slice(s, s + batch)
@@ -188,6 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--figure", default="results/benchmarks/fit_calibration.png", type=Path)
     ap.add_argument("--timing-n", type=int, default=16)
     ap.add_argument("--timing-threads", type=int, nargs="*", default=[1])
+    ap.add_argument("--timing-batches", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--deadline-utc", default=None, help="HH:MM: stop fitting new lenses after this time")
     ap.add_argument("--timing-only", action="store_true",
                     help="fit no new lenses: summarise the existing --rows and add the timing")
@@ -229,7 +230,10 @@ def main(argv=None) -> int:
     summary["command"] = " ".join(["python", "benchmarks/fit.py"] + (argv if argv is not None else sys.argv[1:]))
     summary["checkpoint"] = str(args.checkpoint)
     if args.timing_n > 0 and args.timing_threads:
-        summary["timing"] = timing(model, args.shards, args.timing_n, args.timing_threads)
+        summary["timing"] = timing(model, args.shards, args.timing_n, args.timing_threads, args.timing_batches)
+    summary["timing_batch1_from_rows"] = {"threads": 1, "batch": 1, "seconds_per_lens_median": float(rows.seconds.median()),
+                                          "seconds_per_lens_mean": float(rows.seconds.mean()),
+                                          "note": "wall time of each accuracy-run lens (network + fit), shared CPU"}
     summary["machine"] = torch_machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(summary, indent=2, default=float) + "\n")
