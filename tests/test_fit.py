@@ -4,7 +4,6 @@ and reconstruct(refine=True) on both encoder interfaces (nine parameters, compon
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

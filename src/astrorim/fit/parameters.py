@@ -29,12 +29,6 @@ MAX_LIGHT_E = 0.7
 LOG_RE_BOUNDS = (math.log(0.03), math.log(3.0))
 
 
-def _clamp_modulus(t: torch.Tensor, i: int, j: int, limit: float) -> tuple[torch.Tensor, torch.Tensor]:
-    mod = torch.sqrt(t[:, i] ** 2 + t[:, j] ** 2)
-    factor = torch.where(mod > limit, limit / mod.clamp_min(1e-30), torch.ones_like(mod))
-    return t[:, i] * factor, mod >= limit * (1 - 1e-6)
-
-
 def project(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """theta (B, P) moved into the bounds; returns (projected, at-a-lens-bound mask (B,))."""
     t = theta.clone()

@@ -28,7 +28,6 @@ from astrorim.fit.parameters import INDEX, LENS_NAMES, NAMES, nine_parameters
 from astrorim.model.normalisation import observation_scale
 
 START_NAMES = LENS_NAMES  # log_b, e1, e2, x0, y0, gamma1, gamma2
-COLUMNS = ("b", "e1", "e2", "x0", "y0", "gamma1", "gamma2")
 
 
 @dataclass
@@ -188,7 +187,6 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
     err = np.sqrt(np.clip(np.diagonal(cov_lens, axis1=1, axis2=2), 0, None))
     table = pd.DataFrame(nine)
     for i, name in enumerate(LENS_NAMES):
-        col = "b" if name == "log_b" else name
         if name == "log_b":
             table["b_err"] = nine["b"] * err[:, i]
         else:
