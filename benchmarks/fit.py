@@ -136,6 +136,27 @@ def summarise(rows: pd.DataFrame) -> dict:
     return summary
 
 
+def markdown_table(summary: dict) -> str:
+    """Per-version and overall numbers as a Markdown table (fit, and the network's own in brackets)."""
+    head = ("| subset | n | θE med. rel. err (network) | within 5 % (network) | e1 / e2 med. abs err (network) | "
+            "γ1 / γ2 med. abs err (network) | med. χ²/pix | θE cov. 68/95 | e1 cov. 68/95 | e2 cov. 68/95 | flags |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for name, b in [("all", summary["overall"])] + sorted(summary["per_version"].items()):
+        a = b["amortised"]
+        cov = b["coverage"]
+        rows.append(
+            f"| {name} | {b['n']} | {100 * b['theta_e_median_rel_error']:.1f} % ({100 * a['theta_e_median_rel_error']:.1f} %) "
+            f"| {100 * b['theta_e_fraction_within_5pct']:.0f} % ({100 * a['theta_e_fraction_within_5pct']:.0f} %) "
+            f"| {b['e1_median_abs_error']:.3f} / {b['e2_median_abs_error']:.3f} ({a['e1_median_abs_error']:.3f} / "
+            f"{a['e2_median_abs_error']:.3f}) | {b['gamma1_median_abs_error']:.3f} / {b['gamma2_median_abs_error']:.3f} "
+            f"({a['gamma1_median_abs_error']:.3f} / {a['gamma2_median_abs_error']:.3f}) | {b['median_chi2_per_pixel']:.2f} "
+            f"| {100 * cov['theta_e']['68']:.0f} / {100 * cov['theta_e']['95']:.0f} % "
+            f"| {100 * cov['e1']['68']:.0f} / {100 * cov['e1']['95']:.0f} % | {100 * cov['e2']['68']:.0f} / "
+            f"{100 * cov['e2']['95']:.0f} % | {', '.join(f'{k} {v}' for k, v in sorted(b['flags'].items()))} |")
+    return head + "\n".join(rows) + "\n"
+
+
 def calibration_figure(summary: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -237,6 +258,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out, json.dumps(summary, indent=2, default=float) + "\n")
     calibration_figure(summary, args.figure)
+    write_text_atomic(args.out.with_suffix(".md"), markdown_table(summary))
     o = summary["overall"]
     print(f"n={o['n']} thetaE median rel err {o['theta_e_median_rel_error']:.4f}, within 5% "
           f"{o['theta_e_fraction_within_5pct']:.3f}, chi2/pix {o['median_chi2_per_pixel']:.2f}")
