@@ -1,0 +1,80 @@
+"""How strongly the supervised term pulls on the encoder in joint training, per unit weight.
+
+For a configuration, a pre-trained encoder and (optionally) the warm-start checkpoint, over a few training
+batches: the gradient norm, over the encoder's weights only, of the unsupervised objective (reconstruction +
+forward + PSF + parameter penalty, with the configured weights) and of the supervised component NLL.  The
+ratio says which lambda_supervised makes the two pull equally; docs/training.md records the measurement.
+
+    python benchmarks/supervised_weight.py --config config/cpu_pretrain.yaml \\
+        --encoder results/cpu_pretrain/models/pretrain/encoder.pt --batches 4 --out results/benchmarks/sup_weight.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from astrorim.model import AstroRIM
+from astrorim.train.config import TrainingConfig
+from astrorim.train.data import EpochSampler, ShardDataset, make_loader, shards_from_manifest
+from astrorim.train.loss import compute_loss
+from astrorim.train.run import default_manifest, load_pretrained_encoder, load_warm_start, model_config_from
+from astrorim.train.step import prepare_batch
+
+
+def grad_norm(loss: torch.Tensor, params: list) -> float:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--out")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    config = yaml.safe_load(Path(args.config).read_text())
+    training = TrainingConfig.from_dict(config.get("training"))
+    torch.manual_seed(training.seed)
+    model = AstroRIM(model_config_from(config))
+    load_pretrained_encoder(model, args.encoder)
+    if training.warm_start:
+        load_warm_start(model, training.warm_start)
+    model.train()
+    ds = ShardDataset(shards_from_manifest(default_manifest(config, "initial"), "train", phase="initial"))
+    sampler = EpochSampler(len(ds), training.seed, flip_prob=0.5, rot90_prob=0.5)
+    loader = make_loader(ds, training.batch_size, sampler=sampler, drop_last=True)
+    loss_cfg = dataclasses.replace(training.loss, lambda_supervised=1.0)
+    enc = [q for q in model.encoder.parameters()]
+    rows = []
+    for i, batch in enumerate(loader):
+        if i >= args.batches:
+            break
+        y, target, sigma, truth = prepare_batch(batch, torch.device("cpu"))
+        out = model(y, sigma)
+        t = compute_loss(model, out, y, target, truth, loss_cfg)
+        unsup = t["total"] - t["sup"]
+        rows.append({"unsupervised": grad_norm(unsup, enc), "supervised": grad_norm(t["sup"], enc),
+                     "recon": float(t["recon"]), "sup": float(t["sup"])})
+        print(rows[-1], flush=True)
+    g_u = float(np.median([r["unsupervised"] for r in rows]))
+    g_s = float(np.median([r["supervised"] for r in rows]))
+    result = {"config": args.config, "encoder": args.encoder, "batches": len(rows), "batch_size": training.batch_size,
+              "median_encoder_grad_norm_unsupervised": g_u, "median_encoder_grad_norm_supervised_per_unit_weight": g_s,
+              "lambda_for_equal_pull": g_u / g_s, "rows": rows}
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
