@@ -54,6 +54,7 @@ def main() -> None:
     loader = make_loader(ds, training.batch_size, sampler=sampler, drop_last=True)
     loss_cfg = dataclasses.replace(training.loss, lambda_supervised=1.0)
     enc = [q for q in model.encoder.parameters()]
+    rest = [q for n, q in model.named_parameters() if not n.startswith("encoder.")]
     rows = []
     for i, batch in enumerate(loader):
         if i >= args.batches:
@@ -63,11 +64,14 @@ def main() -> None:
         t = compute_loss(model, out, y, target, truth, loss_cfg)
         unsup = t["total"] - t["sup"]
         rows.append({"unsupervised": grad_norm(unsup, enc), "supervised": grad_norm(t["sup"], enc),
+                     "unsupervised_rim_psf": grad_norm(unsup, rest),
                      "recon": float(t["recon"]), "sup": float(t["sup"])})
         print(rows[-1], flush=True)
     g_u = float(np.median([r["unsupervised"] for r in rows]))
     g_s = float(np.median([r["supervised"] for r in rows]))
-    result = {"config": args.config, "encoder": args.encoder, "batches": len(rows), "batch_size": training.batch_size,
+    g_r = float(np.median([r["unsupervised_rim_psf"] for r in rows]))
+    result = {"median_grad_norm_unsupervised_rim_psf_background": g_r, "grad_clip": training.grad_clip,
+              "config": args.config, "encoder": args.encoder, "batches": len(rows), "batch_size": training.batch_size,
               "median_encoder_grad_norm_unsupervised": g_u, "median_encoder_grad_norm_supervised_per_unit_weight": g_s,
               "lambda_for_equal_pull": g_u / g_s, "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
