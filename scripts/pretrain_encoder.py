@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rule import redirect_to_log  # noqa: E402
 
 
-def _run(config: dict, out_dir: Path, manifests: dict, threads: int, device: str = "cpu") -> int:
+def _run(config: dict, out_dir: Path, manifests: dict, threads: int, device: str | None = None) -> int:
     import torch
 
     from astrorim.train.loop import StopFlag, install_signal_handlers
@@ -46,7 +46,7 @@ else:
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True, help="output directory (encoder.pt, metrics.csv, summary.json)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="cpu, cuda[:N] (default: training.device)")
     parser.add_argument("--deadline-s", type=float, default=None, help="override pretrain.deadline_s")
     args = parser.parse_args()
     import yaml

@@ -101,8 +101,9 @@ class PretrainConfig:
 
 def prepare(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(normalised observation (B, H, W), true nine parameters (B, 9)) as in joint training."""
-    y = batch["observed"].to(device).float()
-    return normalise(y, observation_scale(y)), batch["params"].to(device).float()
+    non_blocking = device.type == "cuda"
+    y = batch["observed"].to(device, non_blocking=non_blocking).float()
+    return normalise(y, observation_scale(y)), batch["params"].to(device, non_blocking=non_blocking).float()
 
 
 def cosine_lr_factor(step: int, total_steps: int, warmup_steps: int, final_fraction: float) -> float:
@@ -174,6 +175,7 @@ class PretrainRun:
     rot90_prob: float = 0.5
     device: str = "cpu"
     stop_flag: object = None
+    num_workers: int = 0                  # DataLoader workers (training.num_workers; does not change the result)
 
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
@@ -198,8 +200,10 @@ class PretrainRun:
             self.optimizer, lambda s: cosine_lr_factor(s, self.total_steps, c.warmup_steps, c.lr_final_fraction))
         self.sampler = EpochSampler(len(self.train_data), c.seed, stream=PRETRAIN_STREAM,
                                     flip_prob=self.flip_prob, rot90_prob=self.rot90_prob)
-        self.train_loader = make_loader(self.train_data, c.batch_size, sampler=self.sampler, drop_last=True)
-        self.val_loader = make_loader(self.val_data, 256)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(self.train_data, c.batch_size, sampler=self.sampler, drop_last=True,
+                                        num_workers=self.num_workers, pin_memory=pin)
+        self.val_loader = make_loader(self.val_data, 256, num_workers=self.num_workers, pin_memory=pin)
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.partial: dict = {}
@@ -372,14 +376,20 @@ class _SchedulerState:
 
 
 def pretrain_encoder(config: dict, *, out_dir, manifests: dict[str, Path] | None = None, stop_flag=None,
-                     device: str = "cpu") -> dict:
-    """Pre-train the encoder of the configuration's model (``model`` section, encoder_heads components)."""
+                     device: str | None = None) -> dict:
+    """Pre-train the encoder of the configuration's model (``model`` section, encoder_heads components).
+
+    ``device`` None: ``training.device`` (resolved as the joint training resolves it).
+    """
+    from astrorim.train.step import resolve_device
+
     from astrorim.train.config import TrainingConfig
     from astrorim.train.data import shards_from_manifest
     from astrorim.train.run import default_manifest, model_config_from
 
     cfg = PretrainConfig.from_dict(config.get("pretrain"))
     training = TrainingConfig.from_dict(config.get("training"))
+    device = str(resolve_device(training.device) if device is None else torch.device(device))
     manifests = {p: Path(m) for p, m in (manifests or {}).items()}
     paths = []
     for phase in cfg.phases:
@@ -400,5 +410,6 @@ def pretrain_encoder(config: dict, *, out_dir, manifests: dict[str, Path] | None
             "n_val": len(val_ds)}
     run = PretrainRun(model=model, cfg=cfg, train_data=train_ds, val_data=val_ds, out_dir=Path(out_dir),
                       hashed_config=hashed, meta=meta, flip_prob=training.augment.flip_prob,
-                      rot90_prob=training.augment.rot90_prob, device=device, stop_flag=stop_flag)
+                      rot90_prob=training.augment.rot90_prob, device=device, stop_flag=stop_flag,
+                      num_workers=training.num_workers)
     return run.run()
