@@ -93,3 +93,26 @@ def test_config_validation_and_schedule():
     assert cosine_lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
     assert cosine_lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)
     assert cosine_lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_warm_start_copies_everything_but_the_encoder_and_refuses_other_rim_settings(tmp_path):
+    from astrorim.model import AstroRIM, AstroRIMConfig
+    from astrorim.model.checkpoint import CheckpointError, save_model_checkpoint
+    from astrorim.train.run import load_warm_start
+
+    small = {**TINY_MODEL, "npix": 32}
+    torch.manual_seed(0)
+    donor = AstroRIM(AstroRIMConfig(**small, encoder_heads="periodic"))   # e.g. a format 1 (periodic) model
+    path = save_model_checkpoint(tmp_path / "donor.pt", donor, meta={})
+    torch.manual_seed(1)
+    model = AstroRIM(AstroRIMConfig(**small))
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    provenance = load_warm_start(model, path)
+    assert len(provenance["sha256"]) == 64
+    for k, v in donor.rim.state_dict().items():
+        assert torch.equal(model.rim.state_dict()[k], v), k
+    for k, v in encoder_before.items():
+        assert torch.equal(model.encoder.state_dict()[k], v), k
+    other = AstroRIM(AstroRIMConfig(**{**small, "rim_hidden": 16}))
+    with pytest.raises(CheckpointError, match="rim_hidden"):
+        load_warm_start(other, path)
