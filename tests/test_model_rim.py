@@ -51,14 +51,20 @@ def test_gradients_reach_every_component():
     fidelity = (model.forward_operator(x_gt, out["params"]) - y).pow(2).mean()
     loss = (out["source"] - x_gt).pow(2).mean() + 0.5 * fidelity
     loss.backward()
+    # the component encoder's sigma heads are trained by the supervised NLL only (astrorim.train.loss)
+    sigma_heads = {n for n, _ in model.named_parameters() if "log_sigma_head" in n}
     for name, p in model.named_parameters():
+        if name in sigma_heads:
+            assert p.grad is None, name
+            continue
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     for component in (model.encoder, model.rim, model.forward_operator.psf):
-        total = sum(p.grad.abs().sum() for p in component.parameters())
+        total = sum(p.grad.abs().sum() for p in component.parameters() if p.grad is not None)
         assert total > 0
     # every individual tensor of the encoder and RIM gets a non-zero gradient
     for name, p in list(model.encoder.named_parameters()) + list(model.rim.named_parameters()):
-        assert p.grad.abs().sum() > 0, name
+        if "log_sigma_head" not in name:
+            assert p.grad.abs().sum() > 0, name
     assert model.forward_operator.background.grad.abs() > 0
 
 
@@ -67,7 +73,7 @@ def test_reconstruction_loss_alone_reaches_encoder_through_adjoint():
     model = AstroRIM(SMALL)
     out = model(torch.rand(2, 32, 32))
     out["source"].pow(2).mean().backward()
-    assert sum(p.grad.abs().sum() for p in model.encoder.parameters()) > 0
+    assert sum(p.grad.abs().sum() for p in model.encoder.parameters() if p.grad is not None) > 0
 
 
 def test_initial_source_is_least_squares_scaled_backprojection():

@@ -1,4 +1,4 @@
-# Training (paper §3.3): joint initial training on the initial phase's shards, then finetuning from its best
+# Training: supervised pre-training of the encoder (issue 23, rule pretrain_encoder), then (paper §3.3) joint initial training on the initial phase's shards, then finetuning from its best
 # checkpoint on the finetune phase's shards, and the training-curves figure.  Needs common.smk.
 #   snakemake train_all --configfile config/quick.yaml            # both phases + figure (quick: < 6 min, 2 CPUs)
 #
@@ -7,14 +7,45 @@
 # Snakemake deletes the job's declared outputs on the rerun (profiles/default sets rerun-incomplete: true),
 # the rerun finds resume/last.pt and continues from there.  A SIGTERM/SIGINT (SLURM time limit, Ctrl-C)
 # writes a checkpoint first; SIGKILL loses at most the work since the last checkpoint.  docs/training.md.
-from astrorim.train.rules import rule_outputs, rule_params  # noqa: E402
+from astrorim.train.rules import (  # noqa: E402
+    pretrain_outputs,
+    pretrain_params,
+    pretrain_phases,
+    rule_outputs,
+    rule_params,
+)
 
 MODELS = f"{RESULTS}/models"
+
+
+rule pretrain_encoder:
+    input:
+        manifests=[f"{DATA}/sims/{phase}/manifest.csv" for phase in pretrain_phases(config)],
+    output:
+        **pretrain_outputs(MODELS),
+    params:
+        phases=pretrain_phases(config),
+        model=config.get("model", {}),
+        pretrain=pretrain_params(config),
+    log:
+        f"{LOGS}/train/pretrain_encoder.log",
+    benchmark:
+        f"{BENCH}/train/pretrain_encoder.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=lambda wildcards, attempt: 720 * attempt,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/pretrain_encoder.py"
 
 
 rule train:
     input:
         manifest=f"{DATA}/sims/initial/manifest.csv",
+        encoder=rules.pretrain_encoder.output.encoder,
     output:
         **rule_outputs(MODELS, "initial")
         | {"metrics": report(rule_outputs(MODELS, "initial")["metrics"], caption="../report/training_metrics.rst",

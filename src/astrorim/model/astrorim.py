@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from astrorim.model.encoder import LensParameterEncoder
+from astrorim.model.encoder import ENCODER_HEADS, LensParameterEncoder
 from astrorim.model.forward import ConditionalForwardOperator
 from astrorim.model.rim import RIM, estimate_noise_sigma
 
@@ -37,8 +37,15 @@ class AstroRIMConfig:
     include_nfw: bool = True
     noise_border_pix: int | None = None
     encoder_initial_values: dict = field(default_factory=dict)
+    # "components" (Cartesian heads with sigmas, checkpoint format_version 2) or "periodic" (the paper's
+    # bounded heads; every format_version 1 checkpoint).  docs/deviations.md, "Encoder heads".
+    encoder_heads: str = "components"
 
     def __post_init__(self):
+        if self.encoder_heads not in ENCODER_HEADS:
+            raise ValueError(f"encoder_heads must be one of {sorted(ENCODER_HEADS)}, got {self.encoder_heads!r}")
+        if self.encoder_heads == "components" and self.encoder_initial_values:
+            raise ValueError("encoder_initial_values only applies to encoder_heads: periodic")
         if self.npix < 16 or self.npix % 16:
             raise ValueError(f"npix must be a multiple of 16 (four 2x poolings), got {self.npix}")
         if self.n_iter < 1:
@@ -80,9 +87,13 @@ class AstroRIM(nn.Module):
         elif isinstance(config, dict):
             config = AstroRIMConfig.from_dict(config)
         self.config = config
-        self.encoder = LensParameterEncoder(config.encoder_channels, config.encoder_pool,
-                                            config.encoder_hidden,
-                                            initial_values=config.encoder_initial_values)
+        if config.encoder_heads == "periodic":
+            self.encoder = LensParameterEncoder(config.encoder_channels, config.encoder_pool,
+                                                config.encoder_hidden,
+                                                initial_values=config.encoder_initial_values)
+        else:
+            self.encoder = ENCODER_HEADS[config.encoder_heads](config.encoder_channels, config.encoder_pool,
+                                                               config.encoder_hidden)
         self.forward_operator = ConditionalForwardOperator(
             npix=config.npix, psf_fwhm_pix=config.psf_fwhm_pix, psf_beta=config.psf_beta,
             psf_kernel_size=config.psf_kernel_size, psf_method=config.psf_method,
@@ -95,7 +106,9 @@ class AstroRIM(nn.Module):
 
         noise_sigma: (B,) noise standard deviation in the units of y, or None to estimate it from
         the image border.  psf_kernel: optional (K, K) or (B, K, K) kernel replacing the learned PSF.
-        Returns dict(params={name: (B,)}, iterates=[x_1..x_T], source=x_T, noise_sigma=(B,)).
+        Returns dict(params={name: (B,)}, iterates=[x_1..x_T], source=x_T, noise_sigma=(B,)); with
+        ``encoder_heads: components`` also components={name: (B,)} and components_sigma={name: (B,)}
+        (:data:`astrorim.model.encoder.COMPONENT_NAMES`, normalised units, 1-sigma).
         """
         n = self.config.npix
         if y.ndim != 3 or y.shape[-2:] != (n, n):
@@ -106,11 +119,15 @@ class AstroRIM(nn.Module):
             noise_sigma = torch.as_tensor(noise_sigma, dtype=torch.float32, device=y.device).reshape(-1)
             if noise_sigma.shape[0] != y.shape[0]:
                 raise ValueError(f"noise_sigma has {noise_sigma.shape[0]} values for {y.shape[0]} images")
-        params = self.encoder(y)
+        extra = {}
+        if hasattr(self.encoder, "predict"):
+            params, extra["components"], extra["components_sigma"] = self.encoder.predict(y)
+        else:
+            params = self.encoder(y)
         op = self.forward_operator.bind(params, psf_kernel)
         iterates = self.rim(y, op, noise_sigma, n_iter)
         return {"params": params, "iterates": iterates, "source": iterates[-1],
-                "noise_sigma": noise_sigma}
+                "noise_sigma": noise_sigma, **extra}
 
 
 def count_parameters(model: AstroRIM) -> dict[str, int]:

@@ -1,14 +1,18 @@
 """Model checkpoints: a plain dict saved with ``torch.save``, written atomically.
 
-Keys (format_version 1):
+Keys (format_version 2):
 
     format          "astrorim-checkpoint"
-    format_version  1
-    model_config    AstroRIMConfig.to_dict()  -- enough to rebuild the model
+    format_version  2
+    model_config    AstroRIMConfig.to_dict()  -- enough to rebuild the model, encoder_heads included
     model_state     model.state_dict()
     ema_state       EMA shadow of the model's tensors (same keys, a subset is allowed) or None
     meta            free-form, JSON-like dict (training set, epoch, metrics, ...)
     saved_with      {"astrorim": version, "torch": version}
+
+format_version 1 (before the component encoder) had no ``encoder_heads`` in model_config: every such
+checkpoint holds the paper's periodic-head encoder, so :func:`read_checkpoint` converts it on reading by
+setting ``encoder_heads: periodic`` (weights unchanged); the model it builds is the one that was saved.
 
 Other modules (training) may add further keys (optimiser state, ...); :func:`load_model` ignores them.
 """
@@ -28,7 +32,8 @@ from astrorim.io.atomic import atomic_path
 from astrorim.model.astrorim import AstroRIM, AstroRIMConfig
 
 CHECKPOINT_FORMAT = "astrorim-checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 
 class CheckpointError(ValueError):
@@ -97,13 +102,31 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an AstroRIM checkpoint (no format: {CHECKPOINT_FORMAT!r})")
     version = ckpt.get("format_version")
-    if version != CHECKPOINT_FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise CheckpointError(f"{path} has checkpoint format_version {version!r}; this code reads "
-                              f"version {CHECKPOINT_FORMAT_VERSION}")
+                              f"versions {list(READABLE_FORMAT_VERSIONS)}")
     for key in ("model_config", "model_state"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{path} has no valid {key!r} entry")
+    if version == 1:
+        ckpt = convert_format_1(ckpt, path)
     return ckpt
+
+
+def convert_format_1(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> dict:
+    """A format_version 1 checkpoint as format_version 2: its encoder is the periodic-head one.
+
+    A version 1 model_config naming encoder_heads other than "periodic" cannot exist (the key did not) and is
+    refused.  The weights are not touched; ``meta['converted_from_format_version']`` records the conversion.
+    """
+    config = dict(ckpt["model_config"])
+    heads = config.setdefault("encoder_heads", "periodic")
+    if heads != "periodic":
+        raise CheckpointError(f"{path}: format_version 1 checkpoint with encoder_heads={heads!r}; version 1 "
+                              f"checkpoints hold the periodic-head encoder only")
+    meta = dict(ckpt.get("meta") or {})
+    meta["converted_from_format_version"] = 1
+    return {**ckpt, "format_version": 2, "model_config": config, "meta": meta}
 
 
 def load_model(path: str | os.PathLike, map_location="cpu", *, prefer_ema: bool = True,

@@ -120,6 +120,7 @@ class TrainingConfig:
     checkpoint_every_s: float = 600.0   # mid-epoch resumable checkpoints (0 = only at epoch ends)
     checkpoint_every_batches: int = 0   # also every this many batches (0 = off)
     log_every_steps: int = 50           # a row of steps.csv every this many optimiser steps (and at epoch ends)
+    warm_start: str = ""                # model checkpoint whose PSF/RIM weights the initial phase starts from
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     initial: PhaseConfig = field(default_factory=PhaseConfig)

@@ -16,7 +16,10 @@ L_param (eq. 48-49) with the constants translated to our units (docs/training.md
     range:  max(0, -b)^2 + max(0, b - b_max)^2 + x0^2 + y0^2 + (gamma - gamma_ref)^2
     prior:  (b - b_0)^2 + (q - q_0)^2 + (kappa_s - kappa_0)^2 + (r_s - r_0)^2
 
-L_sup (off by default) compares the predicted parameters with the simulator's truth, each error scaled
+L_sup (off by default) compares the encoder's prediction with the simulator's truth.  With the component
+encoder (``encoder_heads: components``, whose output carries ``components`` and ``components_sigma``) it is
+the heteroscedastic Gaussian NLL of the components (:func:`gaussian_nll`, the pre-training loss of
+:mod:`astrorim.train.pretrain`).  With the periodic-head encoder it compares the nine parameters, each error scaled
 to its encoder bound so the nine terms are comparable: (Δ / (high - low))^2 for linear bounds,
 (Δ log / (log high - log low))^2 for b and r_s, and sin^2(Δ) for the pi-periodic angles phi and
 gamma_phi (a 2-phi-periodic distance, 0 at Δ = 0 and pi).  Missing truths (r_s = NaN, and r_s
@@ -29,6 +32,7 @@ import math
 
 import torch
 
+from astrorim.model.encoder import COMPONENT_NAMES, components_from_nine
 from astrorim.params import ENCODER_BOUNDS, PARAMETER_NAMES
 from astrorim.train.config import LossConfig
 
@@ -105,6 +109,25 @@ def parameter_errors(params: dict[str, torch.Tensor], truth: torch.Tensor) -> tu
     return torch.stack(errors, dim=1), torch.stack(masks, dim=1)
 
 
+def gaussian_nll(components: dict, sigmas: dict, truth: dict, masks: dict) -> tuple[torch.Tensor, dict]:
+    """Heteroscedastic Gaussian NLL (without the constant 0.5 ln 2 pi): per component of
+    :data:`COMPONENT_NAMES` the mean of 0.5 ((x - mu) / sigma)^2 + ln sigma over its valid entries; the total is
+    the mean over the components (each weighs the same whatever its units)."""
+    per = {}
+    for name in COMPONENT_NAMES:
+        m = masks[name]
+        z = (truth[name] - components[name].float()) / sigmas[name].float()
+        nll = 0.5 * z * z + torch.log(sigmas[name].float())
+        per[name] = torch.where(m, nll, torch.zeros_like(nll)).sum() / m.sum().clamp_min(1)
+    return torch.stack(list(per.values())).mean(), per
+
+
+def component_nll(out: dict, truth: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_nll` of a model output with ``components`` / ``components_sigma`` against (B, 9) truths."""
+    target, masks = components_from_nine(truth)
+    return gaussian_nll(out["components"], out["components_sigma"], target, masks)[0]
+
+
 def supervised_parameter_loss(params: dict[str, torch.Tensor], truth: torch.Tensor) -> torch.Tensor:
     """Mean scaled squared error over all valid (example, parameter) entries."""
     errors, masks = parameter_errors(params, truth)
@@ -131,7 +154,10 @@ def compute_loss(model, out: dict, y: torch.Tensor, target: torch.Tensor, truth:
     if cfg.lambda_supervised > 0:
         if truth is None:
             raise ValueError("lambda_supervised > 0 needs the true parameters in the batch")
-        terms["sup"] = supervised_parameter_loss(out["params"], truth)
+        if "components" in out:
+            terms["sup"] = component_nll(out, truth)
+        else:
+            terms["sup"] = supervised_parameter_loss(out["params"], truth)
     else:
         terms["sup"] = zero
     terms["total"] = (terms["recon"] + cfg.lambda_fwd * terms["fwd"] + cfg.lambda_psf * terms["psf"]

@@ -45,11 +45,67 @@ def default_out_dir(config: dict, phase: str) -> Path:
     return Path(config["results_dir"]) / "models" / phase
 
 
+ENCODER_CONFIG_KEYS = ("npix", "encoder_channels", "encoder_pool", "encoder_hidden", "encoder_heads",
+                       "encoder_initial_values")
+
+
+def load_pretrained_encoder(model: AstroRIM, path: str | os.PathLike) -> dict:
+    """Copy the encoder weights (EMA) of a pre-training checkpoint (rule pretrain_encoder) into ``model``.
+
+    The checkpoint's encoder settings must equal the model's; returns the provenance recorded in the
+    training configuration hash.
+    """
+    ck = read_checkpoint(path)
+    saved = AstroRIMConfig.from_dict(ck["model_config"])
+    diff = [k for k in ENCODER_CONFIG_KEYS if getattr(saved, k) != getattr(model.config, k)]
+    if diff:
+        raise CheckpointError(f"{path}: its encoder settings {diff} differ from this configuration's model section")
+    state = dict(ck["model_state"])
+    state.update(ck.get("ema_state") or {})
+    encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    model.encoder.load_state_dict(encoder_state, strict=True)
+    meta = ck.get("meta") or {}
+    log.info("encoder initialised from %s (phase %s, step %s)", path, meta.get("phase"), meta.get("global_step"))
+    return {"config_hash": meta.get("config_hash"), "global_step": meta.get("global_step")}
+
+
+def load_warm_start(model: AstroRIM, path: str | os.PathLike) -> dict:
+    """Copy every non-encoder weight (PSF, background, RIM; EMA) of a model checkpoint into ``model``.
+
+    For continuing from an earlier model whose encoder is replaced (training.warm_start); the checkpoint's RIM
+    and forward-operator settings must equal the model's.  Returns the provenance (file hash).
+    """
+    from astrorim.model.checkpoint import sha256_file
+
+    ck = read_checkpoint(path)
+    saved = AstroRIMConfig.from_dict(ck["model_config"]).to_dict()
+    current = model.config.to_dict()
+    diff = [k for k in current if k not in ENCODER_CONFIG_KEYS and saved.get(k) != current[k]]
+    if diff:
+        raise CheckpointError(f"{path}: training.warm_start needs the same non-encoder model settings; "
+                              f"{', '.join(f'{k}={saved.get(k)!r} (this run {current[k]!r})' for k in diff)}")
+    state = dict(ck["model_state"])
+    state.update(ck.get("ema_state") or {})
+    rest = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    missing, unexpected = model.load_state_dict(rest, strict=False)
+    missing = [k for k in missing if not k.startswith("encoder.")]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: warm start weights do not fit (missing {missing[:3]}, unexpected "
+                              f"{unexpected[:3]})")
+    log.info("PSF, background and RIM initialised from %s (training.warm_start)", path)
+    return {"sha256": sha256_file(path)}
+
+
 def train_phase(config: dict, phase: str, *, out_dir: str | os.PathLike | None = None,
                 manifest: str | os.PathLike | None = None, init_checkpoint: str | os.PathLike | None = None,
+                encoder_checkpoint: str | os.PathLike | None = None,
                 resume: bool = True, stop_flag: StopFlag | None = None, on_step=None,
                 progress: bool | None = None) -> dict:
-    """Train one phase ('initial' or 'finetune') to completion (or resume it); returns its summary."""
+    """Train one phase ('initial' or 'finetune') to completion (or resume it); returns its summary.
+
+    The initial phase starts from the pre-trained encoder ``encoder_checkpoint`` (rule pretrain_encoder) when
+    given, and from the PSF/RIM weights of ``training.warm_start`` when set.
+    """
     training = TrainingConfig.from_dict(config.get("training"))
     training.phase(phase)
     manifest = Path(manifest) if manifest is not None else default_manifest(config, phase)
@@ -79,14 +135,25 @@ def train_phase(config: dict, phase: str, *, out_dir: str | os.PathLike | None =
         prior_streams = list(ck_meta.get("training_data") or [])
     elif init_checkpoint is not None:
         raise ValueError("init_checkpoint is only used by the finetune phase")
+    if phase == "finetune" and encoder_checkpoint is not None:
+        raise ValueError("encoder_checkpoint is only used by the initial phase")
 
     streams = train_ds.streams("train") + val_ds.streams("val")
-    hashed = hashed_training_config(model_config.to_dict(), training, phase, streams, npix, init)
     torch.manual_seed(training.seed)
     model = AstroRIM(model_config)
+    if phase == "initial":
+        starts = {}
+        if encoder_checkpoint is not None:
+            starts["encoder"] = load_pretrained_encoder(model, encoder_checkpoint)
+        if training.warm_start:
+            starts["warm_start"] = load_warm_start(model, training.warm_start)
+        init = starts or None
+    hashed = hashed_training_config(model_config.to_dict(), training, phase, streams, npix, init)
     meta = {"run_name": config.get("run_name"), "training_data": prior_streams + streams,
             "phases": sorted({s["phase"] for s in prior_streams + streams}),
             "init_checkpoint": None if init_checkpoint is None else str(init_checkpoint),
+            "encoder_checkpoint": None if encoder_checkpoint is None else str(encoder_checkpoint),
+            "warm_start": training.warm_start or None,
             "n_train": len(train_ds), "n_val": len(val_ds), "manifest": str(manifest)}
     run = PhaseRun(model=model, training=training, phase=phase, train_data=train_ds, val_data=val_ds,
                    out_dir=out_dir, hashed_config=hashed, meta=meta,
@@ -118,10 +185,11 @@ def run_snakemake_job(smk, phase: str) -> dict:
     flag = StopFlag()
     install_signal_handlers(flag)
     init = smk.input.get("init") if phase == "finetune" else None
+    encoder = smk.input.get("encoder") if phase == "initial" else None
     log.info("rule %s: %d torch threads (rule threads %d), outputs in %s (resumable state in %s/resume)", phase,
              threads, smk.threads, out_dir, out_dir)
     summary = train_phase(smk.config, phase, out_dir=out_dir, manifest=smk.input["manifest"],
-                          init_checkpoint=init, stop_flag=flag)
+                          init_checkpoint=init, encoder_checkpoint=encoder, stop_flag=flag)
     log.info("done: best epoch %s, val MSE %.4g, SSIM %.4f (adjoint baseline MSE %.4g)", summary["best_epoch"],
              summary["val"]["mse"], summary["val"]["ssim"], summary["val"]["adjoint_mse"])
     return summary
@@ -135,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output directory (default <results_dir>/models/<phase>)")
     parser.add_argument("--manifest", help="phase manifest (default <data_dir>/sims/<phase>/manifest.csv)")
     parser.add_argument("--init", help="initial checkpoint to finetune (finetune phase)")
+    parser.add_argument("--encoder", help="pre-trained encoder checkpoint to start from (initial phase; "
+                                          "rule pretrain_encoder's encoder.pt)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: training.torch_threads, else torch's default)")
     parser.add_argument("--no-validate", action="store_true",
@@ -156,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         init = default_out_dir(config, "initial") / "best.pt"
     try:
         summary = train_phase(config, args.phase, out_dir=args.out, manifest=args.manifest, init_checkpoint=init,
-                              stop_flag=flag)
+                              encoder_checkpoint=args.encoder, stop_flag=flag)
     except TrainingInterrupted as exc:
         log.warning("%s", exc)
         return 130
