@@ -161,6 +161,14 @@ def tiny_model():
     return AstroRIM(dict(npix=32, n_iter=2)).eval()
 
 
+@pytest.fixture(scope="module")
+def tiny_periodic_model():
+    """A model with the paper's periodic heads (as models/cpu-medium): its output has no components."""
+    from astrorim.model import AstroRIM
+    torch.manual_seed(0)
+    return AstroRIM(dict(npix=32, n_iter=2, encoder_heads="periodic")).eval()
+
+
 def _tiny_image():
     y = np.random.default_rng(1).normal(0, 1.0, (2, 32, 32))
     y[:, 12:20, 12:20] += 50.0
@@ -214,7 +222,7 @@ def test_reconstruct_refine_uses_encoder_components_and_sigma(tiny_model, monkey
     np.testing.assert_allclose(seen["start_sigma"]["log_b"], [0.05, 0.05], rtol=1e-6)
 
 
-def test_reconstruct_refine_derives_the_start_without_components(tiny_model, monkeypatch):
+def test_reconstruct_refine_derives_the_start_without_components(tiny_periodic_model, monkeypatch):
     import astrorim.inference as inference
     from astrorim.params import ellipticity_from_q_phi
     seen = {}
@@ -225,8 +233,8 @@ def test_reconstruct_refine_derives_the_start_without_components(tiny_model, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(inference, "fit_lenses", spy)
-    res = inference.reconstruct(_tiny_image(), tiny_model, noise_sigma=1.0, refine=True, fit_config=TINY,
-                                device="cpu")
+    res = inference.reconstruct(_tiny_image(), tiny_periodic_model, noise_sigma=1.0, refine=True,
+                                fit_config=TINY, device="cpu")
     p = res.params
     np.testing.assert_allclose(seen["start"]["log_b"], np.log(p["amortised_b"]), rtol=1e-6)
     e1, _ = ellipticity_from_q_phi(p["amortised_q"], p["amortised_phi"])

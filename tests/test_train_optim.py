@@ -24,7 +24,7 @@ def test_groups_cover_every_parameter_once_with_the_right_rate(model):
     names = {n: g for g in opt.param_groups for n in g["names"]}
     conv = next(n for n, p in model.named_parameters() if n.startswith("rim.") and p.ndim == 4)
     assert names[conv]["lr"] == 5e-5 and names[conv]["weight_decay"] == 0.01
-    assert names["encoder.heads.b.weight"]["lr"] == 5e-6
+    assert names["encoder.mean_head.weight"]["lr"] == 5e-6
     assert names["forward_operator.psf.log_fwhm_pix"]["lr"] == 5e-6
     assert names["forward_operator.psf.log_fwhm_pix"]["weight_decay"] == 0.0  # physical scalar: no decay
     assert names["encoder.backbone.1.weight"]["weight_decay"] == 0.0  # GroupNorm gain

@@ -61,6 +61,16 @@ def test_deadline_stop_then_rerun_is_bit_identical(data, straight, tmp_path):
     assert pd.read_csv(tmp_path / "p" / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
 
 
+def test_a_deadline_stop_leaves_no_loader_workers_behind(data, tmp_path):
+    import multiprocessing
+
+    cfg = _config(data, tmp_path, deadline_s=1e-9)   # leaves the training loop by `break`
+    cfg["training"]["num_workers"] = 2
+    summary = pretrain_encoder(cfg, out_dir=tmp_path / "p", manifests=data[1])
+    assert summary["stop_reason"] == "deadline"
+    assert multiprocessing.active_children() == []
+
+
 def test_changed_schedule_is_refused_on_resume(data, tmp_path):
     from astrorim.train.state import ConfigMismatchError
 
