@@ -18,17 +18,21 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 # astrorim.config's own check first: snakemake's validate() would dump the whole configuration on an error;
 # this names the key, the file, and the keys or type allowed there, in at most five lines.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from astrorim.config import ConfigError, validate_config  # noqa: E402
 
 try:
-    validate_config(config, source=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
+    validate_config(
+        config,
+        source=", ".join(map(str, workflow.overwrite_configfiles))
+        or "config/config.yaml",
+    )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, "config/schema.yaml")  # fills the schema's defaults
+
 
 # `snakemake --report report.html --configfile config/quick.yaml`: every figure and table of the study, with the
 # captions in workflow/report/ (rules flag their outputs with report()).
@@ -36,6 +40,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
 
 wildcard_constraints:
     phase="|".join(PHASES),
@@ -54,6 +59,7 @@ include: "workflow/rules/headline.smk"
 
 
 rule all:
+    default_target: True
     input:
         manifest_paths(),
         rules.train_all.input,
@@ -64,4 +70,3 @@ rule all:
         rules.headline_real_lenses.output,
         rules.headline_vae.output,
         rules.headline_comparison.output,
-    default_target: True

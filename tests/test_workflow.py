@@ -26,6 +26,13 @@ def test_lint_is_clean(repo_root):
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
 
 
+def test_rules_are_formatted_by_snakefmt(repo_root):
+    # as snakemake-workflows' CI checks: `snakefmt Snakefile workflow/rules/` rewrites what this finds
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules/"],
+                            cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml"])
 def test_dry_run(repo_root, configfile):
     result = snakemake(repo_root, "-n", "--forceall", "--quiet", "rules", "--configfile", configfile)

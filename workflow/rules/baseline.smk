@@ -6,7 +6,9 @@ from astrorim.plan import shard_plan  # noqa: E402
 BASELINE = f"{RESULTS}/baseline"
 BL_CONFIG = config.get("baseline", {})
 BL_SYSTEMS = list(BL_CONFIG.get("systems", {}))
-BL_NOISES = ["low", "med", "high"][: len(BL_CONFIG.get("noise_levels", [0.333, 0.1, 0.0333]))]
+BL_NOISES = ["low", "med", "high"][
+    : len(BL_CONFIG.get("noise_levels", [0.333, 0.1, 0.0333]))
+]
 BL_VAE = f"{BASELINE}/vae/vae.pt"
 # baseline.vae.device other than cpu may put the VAE training on the GPU, so that job holds the gpu resource.
 BL_VAE_GPUS = 0 if BL_CONFIG.get("vae", {}).get("device", "cpu") == "cpu" else 1
@@ -16,13 +18,21 @@ BL_VAE_GPUS = 0 if BL_CONFIG.get("vae", {}).get("device", "cpu") == "cpu" else 1
 # held-out test shards on which the comparison runs both methods.
 BL_SIM_VERSIONS = set(BL_CONFIG.get("vae_data", {}).get("sim_versions", []))
 BL_SIM_SHARDS = {
-    split: [f"{DATA}/{s.relative_path()}" for s in shard_plan(config)
-            if (s.phase, s.split) == (("test", "test") if split == "test" else ("initial", split))
-            and s.version in BL_SIM_VERSIONS]
+    split: [
+        f"{DATA}/{s.relative_path()}"
+        for s in shard_plan(config)
+        if (s.phase, s.split)
+        == (("test", "test") if split == "test" else ("initial", split))
+        and s.version in BL_SIM_VERSIONS
+    ]
     for split in ("train", "val", "test")
 }
-BL_COMPARE_SHARDS = [f"{DATA}/{s.relative_path()}" for s in shard_plan(config)
-                     if s.phase == "test" and s.version in set(BL_CONFIG.get("compare", {}).get("versions", ["v1"]))]
+BL_COMPARE_SHARDS = [
+    f"{DATA}/{s.relative_path()}"
+    for s in shard_plan(config)
+    if s.phase == "test"
+    and s.version in set(BL_CONFIG.get("compare", {}).get("versions", ["v1"]))
+]
 
 
 rule baseline_vae_data:
@@ -32,18 +42,18 @@ rule baseline_vae_data:
         test=BL_SIM_SHARDS["test"],
     output:
         f"{DATA}/baseline/vae_data.h5",
-    params:
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae_data")},
     log:
         f"{LOGS}/baseline/vae_data.log",
     benchmark:
         f"{BENCH}/baseline/vae_data.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae_data")},
     script:
         "../../scripts/baseline_vae_data.py"
 
@@ -56,29 +66,35 @@ rule baseline_train_vae:
         history=f"{BASELINE}/vae/training.json",
         fig_elbo=report(
             f"{BASELINE}/vae/elbo.png",
-            caption="../report/baseline_elbo.rst", category="Baseline", subcategory="VAE source prior",
+            caption="../report/baseline_elbo.rst",
+            category="Baseline",
+            subcategory="VAE source prior",
         ),
         fig_recon=report(
             f"{BASELINE}/fig2_reconstructions.png",
-            caption="../report/baseline_reconstructions.rst", category="Baseline", subcategory="VAE source prior",
+            caption="../report/baseline_reconstructions.rst",
+            category="Baseline",
+            subcategory="VAE source prior",
         ),
         fig_rotation=report(
             f"{BASELINE}/fig3_rotation.png",
-            caption="../report/baseline_rotation.rst", category="Baseline", subcategory="VAE source prior",
+            caption="../report/baseline_rotation.rst",
+            category="Baseline",
+            subcategory="VAE source prior",
         ),
-    params:
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae")},
     log:
         f"{LOGS}/baseline/train_vae.log",
     benchmark:
         f"{BENCH}/baseline/train_vae.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 2
     resources:
         gpu=BL_VAE_GPUS,
         mem_mb=8000,
         runtime=lambda wildcards, attempt: 24 * 60 * attempt,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "vae")},
     script:
         "../../scripts/baseline_train_vae.py"
 
@@ -90,20 +106,24 @@ rule baseline_mocks:
         mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
         table1=report(
             f"{BASELINE}/table1_snr.csv",
-            caption="../report/baseline_table1_snr.rst", category="Baseline", subcategory="mocks",
+            caption="../report/baseline_table1_snr.rst",
+            category="Baseline",
+            subcategory="mocks",
         ),
-    params:
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "noise_levels", "systems")},
     log:
         f"{LOGS}/baseline/mocks.log",
     benchmark:
         f"{BENCH}/baseline/mocks.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        settings={
+            k: BL_CONFIG.get(k) for k in ("seed", "lens", "noise_levels", "systems")
+        },
     script:
         "../../scripts/baseline_mocks.py"
 
@@ -115,21 +135,21 @@ rule baseline_map:
     output:
         npz=f"{BASELINE}/map/{{system}}_{{noise}}.npz",
         json=f"{BASELINE}/map/{{system}}_{{noise}}.json",
-    wildcard_constraints:
-        system="[A-Za-z0-9]+",
-        noise="low|med|high",
-    params:
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "map")},
     log:
         f"{LOGS}/baseline/map/{{system}}_{{noise}}.log",
     benchmark:
         f"{BENCH}/baseline/map/{{system}}_{{noise}}.tsv"
+    wildcard_constraints:
+        system="[A-Za-z0-9]+",
+        noise="low|med|high",
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=lambda wildcards, attempt: 120 * attempt,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "map")},
     script:
         "../../scripts/baseline_map.py"
 
@@ -142,21 +162,21 @@ rule baseline_nuts:
     output:
         npz=f"{BASELINE}/nuts/{{system}}_{{noise}}.npz",
         json=f"{BASELINE}/nuts/{{system}}_{{noise}}.json",
-    wildcard_constraints:
-        system="[A-Za-z0-9]+",
-        noise="low|med|high",
-    params:
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "nuts")},
     log:
         f"{LOGS}/baseline/nuts/{{system}}_{{noise}}.log",
     benchmark:
         f"{BENCH}/baseline/nuts/{{system}}_{{noise}}.tsv"
+    wildcard_constraints:
+        system="[A-Za-z0-9]+",
+        noise="low|med|high",
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=lambda wildcards, attempt: 24 * 60 * attempt,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "nuts")},
     script:
         "../../scripts/baseline_nuts.py"
 
@@ -165,35 +185,59 @@ rule baseline_report:
     input:
         model=BL_VAE,
         mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
-        maps=expand(f"{BASELINE}/map/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
-        nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
-        nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
+        maps=expand(
+            f"{BASELINE}/map/{{system}}_{{noise}}.npz",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
+        nuts=expand(
+            f"{BASELINE}/nuts/{{system}}_{{noise}}.npz",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
+        nuts_json=expand(
+            f"{BASELINE}/nuts/{{system}}_{{noise}}.json",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
     output:
-        fig_map=report(expand(f"{BASELINE}/map_{{system}}.png", system=BL_SYSTEMS),
-                       caption="../report/baseline_map.rst", category="Baseline", subcategory="MAP and NUTS"),
-        fig_post=report(expand(f"{BASELINE}/posterior_{{system}}.png", system=BL_SYSTEMS),
-                        caption="../report/baseline_posterior.rst", category="Baseline", subcategory="MAP and NUTS"),
+        fig_map=report(
+            expand(f"{BASELINE}/map_{{system}}.png", system=BL_SYSTEMS),
+            caption="../report/baseline_map.rst",
+            category="Baseline",
+            subcategory="MAP and NUTS",
+        ),
+        fig_post=report(
+            expand(f"{BASELINE}/posterior_{{system}}.png", system=BL_SYSTEMS),
+            caption="../report/baseline_posterior.rst",
+            category="Baseline",
+            subcategory="MAP and NUTS",
+        ),
         map_csv=report(
             f"{BASELINE}/map_summary.csv",
-            caption="../report/baseline_map_summary.rst", category="Baseline", subcategory="MAP and NUTS",
+            caption="../report/baseline_map_summary.rst",
+            category="Baseline",
+            subcategory="MAP and NUTS",
         ),
         posterior_csv=report(
             f"{BASELINE}/posterior_summary.csv",
-            caption="../report/baseline_posterior_summary.rst", category="Baseline", subcategory="MAP and NUTS",
+            caption="../report/baseline_posterior_summary.rst",
+            category="Baseline",
+            subcategory="MAP and NUTS",
         ),
-    params:
-        systems=BL_SYSTEMS,
-        noises=BL_NOISES,
     log:
         f"{LOGS}/baseline/report.log",
     benchmark:
         f"{BENCH}/baseline/report.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=20,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        systems=BL_SYSTEMS,
+        noises=BL_NOISES,
     script:
         "../../scripts/baseline_report.py"
 
@@ -204,39 +248,54 @@ rule baseline_compare:
         checkpoint=baseline_astrorim_checkpoint,
         shards=BL_COMPARE_SHARDS,
         mocks=expand(f"{BASELINE}/mocks/{{system}}.npz", system=BL_SYSTEMS),
-        maps=expand(f"{BASELINE}/map/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
-        nuts=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.npz", system=BL_SYSTEMS, noise=BL_NOISES),
-        nuts_json=expand(f"{BASELINE}/nuts/{{system}}_{{noise}}.json", system=BL_SYSTEMS, noise=BL_NOISES),
+        maps=expand(
+            f"{BASELINE}/map/{{system}}_{{noise}}.npz",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
+        nuts=expand(
+            f"{BASELINE}/nuts/{{system}}_{{noise}}.npz",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
+        nuts_json=expand(
+            f"{BASELINE}/nuts/{{system}}_{{noise}}.json",
+            system=BL_SYSTEMS,
+            noise=BL_NOISES,
+        ),
     output:
         table=report(
             f"{BASELINE}/comparison.csv",
             caption="../report/baseline_comparison_table.rst",
-            category="Baseline", subcategory="comparison with AstroRIM",
+            category="Baseline",
+            subcategory="comparison with AstroRIM",
         ),
         summary=report(
             f"{BASELINE}/comparison_summary.csv",
             caption="../report/baseline_comparison_summary.rst",
-            category="Baseline", subcategory="comparison with AstroRIM",
+            category="Baseline",
+            subcategory="comparison with AstroRIM",
         ),
         figure=report(
             f"{BASELINE}/comparison.png",
             caption="../report/baseline_comparison.rst",
-            category="Baseline", subcategory="comparison with AstroRIM",
+            category="Baseline",
+            subcategory="comparison with AstroRIM",
         ),
-    params:
-        systems=BL_SYSTEMS,
-        noises=BL_NOISES,
-        settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "map", "compare")},
     log:
         f"{LOGS}/baseline/compare.log",
     benchmark:
         f"{BENCH}/baseline/compare.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=lambda wildcards, attempt: 240 * attempt,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        systems=BL_SYSTEMS,
+        noises=BL_NOISES,
+        settings={k: BL_CONFIG.get(k) for k in ("seed", "lens", "map", "compare")},
     script:
         "../../scripts/baseline_compare.py"
 

@@ -21,7 +21,13 @@ def phase_shards(wildcards):
 
 
 def shard_spec(wildcards):
-    return find_shard(config, wildcards.phase, wildcards.version, wildcards.split, int(wildcards.shard))
+    return find_shard(
+        config,
+        wildcards.phase,
+        wildcards.version,
+        wildcards.split,
+        int(wildcards.shard),
+    )
 
 
 def store_diagnostics(wildcards):
@@ -35,6 +41,8 @@ def store_diagnostics(wildcards):
 def baseline_astrorim_checkpoint(wildcards):
     """The AstroRIM checkpoint the baseline comparison runs: baseline.compare.checkpoint, else
     evaluation.checkpoint, else the finetuned best."""
-    return (config.get("baseline", {}).get("compare", {}).get("checkpoint")
-            or config.get("evaluation", {}).get("checkpoint")
-            or f"{RESULTS}/models/finetune/best.pt")
+    return (
+        config.get("baseline", {}).get("compare", {}).get("checkpoint")
+        or config.get("evaluation", {}).get("checkpoint")
+        or f"{RESULTS}/models/finetune/best.pt"
+    )

@@ -9,18 +9,18 @@ rule headline_evaluation:
         f"{RESULTS}/metrics/evaluate.json",
     output:
         f"{HEADLINE}/headline_evaluation.json",
-    params:
-        kind="evaluation",
     log:
         f"{LOGS}/headline/evaluation.log",
     benchmark:
         f"{BENCH}/headline/evaluation.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        kind="evaluation",
     script:
         "../../scripts/headline.py"
 
@@ -30,18 +30,18 @@ rule headline_real_lenses:
         f"{RESULTS}/tables/table1.csv",
     output:
         f"{HEADLINE}/headline_real_lenses.json",
-    params:
-        kind="real_lenses",
     log:
         f"{LOGS}/headline/real_lenses.log",
     benchmark:
         f"{BENCH}/headline/real_lenses.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        kind="real_lenses",
     script:
         "../../scripts/headline.py"
 
@@ -51,18 +51,18 @@ rule headline_vae:
         f"{RESULTS}/baseline/vae/training.json",
     output:
         f"{HEADLINE}/headline_vae.json",
-    params:
-        kind="vae",
     log:
         f"{LOGS}/headline/vae.log",
     benchmark:
         f"{BENCH}/headline/vae.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        kind="vae",
     script:
         "../../scripts/headline.py"
 
@@ -72,17 +72,17 @@ rule headline_comparison:
         f"{RESULTS}/baseline/comparison_summary.csv",
     output:
         f"{HEADLINE}/headline_comparison.json",
-    params:
-        kind="comparison",
     log:
         f"{LOGS}/headline/comparison.log",
     benchmark:
         f"{BENCH}/headline/comparison.tsv"
+    conda:
+        "../../envs/pyro.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/pyro.yaml"
+    params:
+        kind="comparison",
     script:
         "../../scripts/headline.py"

@@ -6,8 +6,9 @@
 REAL = f"{RESULTS}/real_lenses"
 REAL_CATALOGUE = config["real_lenses"]["catalogue"]
 
-real_lens_checkpoint = lambda wildcards: (config["real_lenses"].get("checkpoint")
-                                          or f"{RESULTS}/models/finetune/best.pt")
+real_lens_checkpoint = lambda wildcards: (
+    config["real_lenses"].get("checkpoint") or f"{RESULTS}/models/finetune/best.pt"
+)
 
 
 rule real_lens_reference:
@@ -15,18 +16,22 @@ rule real_lens_reference:
         catalogue=REAL_CATALOGUE,
     output:
         json=f"{REAL}/{{lens}}/reference_fit.json",
-        png=report(f"{REAL}/{{lens}}/reference_fit.png", caption="../report/reference_fit.rst",
-                   category="Real lenses", subcategory="{lens}"),
+        png=report(
+            f"{REAL}/{{lens}}/reference_fit.png",
+            caption="../report/reference_fit.rst",
+            category="Real lenses",
+            subcategory="{lens}",
+        ),
     log:
         f"{LOGS}/real_lenses/{{lens}}/reference.log",
     benchmark:
         f"{BENCH}/real_lenses/{{lens}}/reference.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=lambda wildcards, attempt: 20 * attempt,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/real_reference.py"
 
@@ -38,22 +43,30 @@ rule real_lens_model:
         reference=rules.real_lens_reference.output.json,
     output:
         json=f"{REAL}/{{lens}}/diagnostics.json",
-        table=report(f"{REAL}/{{lens}}/lens_table.csv", caption="../report/lens_table.rst",
-                     category="Real lenses", subcategory="{lens}"),
+        table=report(
+            f"{REAL}/{{lens}}/lens_table.csv",
+            caption="../report/lens_table.rst",
+            category="Real lenses",
+            subcategory="{lens}",
+        ),
         table_tex=f"{REAL}/{{lens}}/lens_table.tex",
         arrays=f"{REAL}/{{lens}}/arrays.npz",
-        figure=report(f"{RESULTS}/figures/real_lenses/{{lens}}.png", caption="../report/real_lens.rst",
-                      category="Real lenses", subcategory="{lens}"),
+        figure=report(
+            f"{RESULTS}/figures/real_lenses/{{lens}}.png",
+            caption="../report/real_lens.rst",
+            category="Real lenses",
+            subcategory="{lens}",
+        ),
     log:
         f"{LOGS}/real_lenses/{{lens}}/model.log",
     benchmark:
         f"{BENCH}/real_lenses/{{lens}}/model.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/real_lens.py"
 
@@ -61,20 +74,26 @@ rule real_lens_model:
 rule table1:
     input:
         catalogue=REAL_CATALOGUE,
-        diagnostics=expand(f"{REAL}/{{lens}}/diagnostics.json", lens=config["real_lenses"]["lenses"]),
+        diagnostics=expand(
+            f"{REAL}/{{lens}}/diagnostics.json", lens=config["real_lenses"]["lenses"]
+        ),
     output:
-        csv=report(f"{RESULTS}/tables/table1.csv", caption="../report/table1.rst", category="Real lenses",
-                   subcategory="Table 1"),
+        csv=report(
+            f"{RESULTS}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Real lenses",
+            subcategory="Table 1",
+        ),
         tex=f"{RESULTS}/tables/table1.tex",
     log:
         f"{LOGS}/real_lenses/table1.log",
     benchmark:
         f"{BENCH}/real_lenses/table1.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/real_table1.py"

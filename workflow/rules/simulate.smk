@@ -4,20 +4,20 @@
 rule simulate:
     output:
         f"{DATA}/sims/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.h5",
-    params:
-        spec=shard_spec,
-        npix=config["npix"],
-        store_diagnostics=store_diagnostics,
     log:
         f"{LOGS}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.log",
     benchmark:
         f"{BENCH}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/sim.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=lambda wildcards, attempt: 30 * attempt,
-    conda:
-        "../../envs/sim.yaml"
+    params:
+        spec=shard_spec,
+        npix=config["npix"],
+        store_diagnostics=store_diagnostics,
     script:
         "../../scripts/simulate_shard.py"
 
@@ -26,17 +26,21 @@ rule manifest:
     input:
         phase_shards,
     output:
-        report(f"{DATA}/sims/{{phase}}/manifest.csv", caption="../report/manifest.rst", category="Simulation",
-               subcategory="{phase}"),
+        report(
+            f"{DATA}/sims/{{phase}}/manifest.csv",
+            caption="../report/manifest.rst",
+            category="Simulation",
+            subcategory="{phase}",
+        ),
     log:
         f"{LOGS}/manifest/{{phase}}.log",
     benchmark:
         f"{BENCH}/manifest/{{phase}}.tsv"
+    conda:
+        "../../envs/sim.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/sim.yaml"
     script:
         "../../scripts/manifest.py"

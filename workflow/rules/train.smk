@@ -20,24 +20,26 @@ MODELS = f"{RESULTS}/models"
 
 rule pretrain_encoder:
     input:
-        manifests=[f"{DATA}/sims/{phase}/manifest.csv" for phase in pretrain_phases(config)],
+        manifests=[
+            f"{DATA}/sims/{phase}/manifest.csv" for phase in pretrain_phases(config)
+        ],
     output:
         **pretrain_outputs(MODELS),
-    params:
-        phases=pretrain_phases(config),
-        model=config.get("model", {}),
-        pretrain=pretrain_params(config),
     log:
         f"{LOGS}/train/pretrain_encoder.log",
     benchmark:
         f"{BENCH}/train/pretrain_encoder.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=lambda wildcards, attempt: 720 * attempt,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        phases=pretrain_phases(config),
+        model=config.get("model", {}),
+        pretrain=pretrain_params(config),
     script:
         "../../scripts/pretrain_encoder.py"
 
@@ -48,22 +50,28 @@ rule train:
         encoder=rules.pretrain_encoder.output.encoder,
     output:
         **rule_outputs(MODELS, "initial")
-        | {"metrics": report(rule_outputs(MODELS, "initial")["metrics"], caption="../report/training_metrics.rst",
-                             category="Training", subcategory="initial")},
-    params:
-        model=config.get("model", {}),
-        training=rule_params(config),
+        | {
+            "metrics": report(
+                rule_outputs(MODELS, "initial")["metrics"],
+                caption="../report/training_metrics.rst",
+                category="Training",
+                subcategory="initial",
+            )
+        },
     log:
         f"{LOGS}/train/initial.log",
     benchmark:
         f"{BENCH}/train/initial.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=lambda wildcards, attempt: 1440 * attempt,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=config.get("model", {}),
+        training=rule_params(config),
     script:
         "../../scripts/train.py"
 
@@ -74,22 +82,28 @@ rule finetune:
         init=rules.train.output.best,
     output:
         **rule_outputs(MODELS, "finetune")
-        | {"metrics": report(rule_outputs(MODELS, "finetune")["metrics"], caption="../report/training_metrics.rst",
-                             category="Training", subcategory="finetune")},
-    params:
-        model=config.get("model", {}),
-        training=rule_params(config),
+        | {
+            "metrics": report(
+                rule_outputs(MODELS, "finetune")["metrics"],
+                caption="../report/training_metrics.rst",
+                category="Training",
+                subcategory="finetune",
+            )
+        },
     log:
         f"{LOGS}/train/finetune.log",
     benchmark:
         f"{BENCH}/train/finetune.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=16000,
         runtime=lambda wildcards, attempt: 720 * attempt,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        model=config.get("model", {}),
+        training=rule_params(config),
     script:
         "../../scripts/finetune.py"
 
@@ -99,20 +113,24 @@ rule training_curves:
         initial=rules.train.output.metrics,
         finetune=rules.finetune.output.metrics,
     output:
-        report(f"{RESULTS}/figures/training_curves.png", caption="../report/training_curves.rst",
-               category="Training", subcategory="curves"),
-    params:
-        title=f"AstroRIM training ({config['run_name']})",
+        report(
+            f"{RESULTS}/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            subcategory="curves",
+        ),
     log:
         f"{LOGS}/train/training_curves.log",
     benchmark:
         f"{BENCH}/train/training_curves.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        title=f"AstroRIM training ({config['run_name']})",
     script:
         "../../scripts/training_curves.py"
 
