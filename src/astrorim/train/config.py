@@ -25,7 +25,8 @@ class TrainingConfigError(ValueError):
     """The training section is invalid; the message names the key."""
 
 
-def _build(cls, values: dict | None, where: str):
+def build_config_section(cls, values: dict | None, where: str):
+    """``cls(**values)``; an unknown key, a wrong type or a failed check raises TrainingConfigError naming ``where``."""
     values = dict(values or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -158,11 +159,11 @@ class TrainingConfig:
         nested = {"augment": AugmentConfig, "loss": LossConfig, "initial": PhaseConfig}
         for key, sub in nested.items():
             if key in section:
-                section[key] = _build(sub, section[key], f"{where}.{key}")
+                section[key] = build_config_section(sub, section[key], f"{where}.{key}")
         if "finetune" in section:
-            section["finetune"] = _build(PhaseConfig, {**DEFAULT_FINETUNE, **(section["finetune"] or {})},
+            section["finetune"] = build_config_section(PhaseConfig, {**DEFAULT_FINETUNE, **(section["finetune"] or {})},
                                          f"{where}.finetune")
-        return _build(cls, section, where)
+        return build_config_section(cls, section, where)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

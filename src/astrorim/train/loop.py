@@ -55,7 +55,7 @@ from astrorim.model.checkpoint import read_checkpoint
 from astrorim.train.config import TrainingConfig, config_hash
 from astrorim.train.data import EpochSampler, ShardDataset, make_loader
 from astrorim.train.optim import EMA, WarmupPlateau, component_lrs, make_optimizer
-from astrorim.train.state import (check_config, read_training_checkpoint, restore_rng_state,
+from astrorim.train.state import (check_config, read_training_checkpoint, restore_training_state,
                                   save_training_checkpoint)
 from astrorim.train.step import LOSS_TERMS, StepSums, resolve_device, resolve_precision, train_step, validate
 
@@ -233,14 +233,7 @@ class PhaseRun:
             raise FileExistsError(f"{path} exists and resume is off; delete {self.out_dir} to start over")
         ckpt = read_training_checkpoint(path)
         check_config(path, ckpt, self.hash, self.hashed_config)
-        self.model.load_state_dict(ckpt["model_state"], strict=True)
-        ts = ckpt["training_state"]
-        self.ema.load_state_dict(ts["ema"], ckpt["ema_state"])
-        self.optimizer.load_state_dict(ckpt["optimizer_state"])
-        self.scheduler.load_state_dict(ckpt["scheduler_state"])
-        if self.scaler.is_enabled() and ckpt["scaler_state"]:
-            self.scaler.load_state_dict(ckpt["scaler_state"])
-        restore_rng_state(ckpt["rng_state"])
+        ts = restore_training_state(ckpt, self.model, self.ema, self.optimizer, self.scheduler, self.scaler)
         self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
         self.global_step = int(ckpt["global_step"])
         self.history = list(ts["history"])

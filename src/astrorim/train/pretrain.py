@@ -43,11 +43,11 @@ from astrorim.model import AstroRIM, AstroRIMConfig
 from astrorim.model.encoder import COMPONENT_NAMES, components_from_nine
 from astrorim.model.normalisation import normalise, observation_scale
 from astrorim.params import PARAMETER_NAMES
-from astrorim.train.config import TrainingConfigError, config_hash
+from astrorim.train.config import build_config_section, config_hash
 from astrorim.train.data import EpochSampler, ShardDataset, make_loader
 from astrorim.train.loss import gaussian_nll
 from astrorim.train.optim import EMA
-from astrorim.train.state import (check_config, read_training_checkpoint, restore_rng_state,
+from astrorim.train.state import (check_config, read_training_checkpoint, restore_training_state,
                                   save_training_checkpoint)
 
 log = logging.getLogger("astrorim.train")
@@ -84,15 +84,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, section: dict | None) -> "PretrainConfig":
-        section = dict(section or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise TrainingConfigError(f"pretrain: unknown key(s) {unknown}; known: {sorted(known)}")
-        try:
-            return cls(**section)
-        except (TypeError, ValueError) as exc:
-            raise TrainingConfigError(f"pretrain: {exc}") from exc
+        return build_config_section(cls, section, "pretrain")
 
     def hashed(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
@@ -215,12 +207,7 @@ class PretrainRun:
             return
         ckpt = read_training_checkpoint(path)
         check_config(path, ckpt, self.hash, self.hashed_config)
-        self.model.load_state_dict(ckpt["model_state"], strict=True)
-        ts = ckpt["training_state"]
-        self.ema.load_state_dict(ts["ema"], ckpt["ema_state"])
-        self.optimizer.load_state_dict(ckpt["optimizer_state"])
-        self.scheduler.load_state_dict(ckpt["scheduler_state"])
-        restore_rng_state(ckpt["rng_state"])
+        ts = restore_training_state(ckpt, self.model, self.ema, self.optimizer, self.scheduler)
         self.epoch, self.batch_in_epoch = int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
         self.global_step = int(ckpt["global_step"])
         self.history, self.partial = list(ts["history"]), dict(ts["partial"])

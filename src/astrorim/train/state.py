@@ -91,6 +91,20 @@ def read_training_checkpoint(path: str | os.PathLike, map_location="cpu") -> dic
     return ckpt
 
 
+def restore_training_state(ckpt: dict, model, ema, optimizer, scheduler, scaler=None) -> dict:
+    """Load a training checkpoint's weights, EMA, optimiser, schedule, gradient scaler and RNG streams into a run;
+    returns its ``training_state`` (the loop's own bookkeeping)."""
+    model.load_state_dict(ckpt["model_state"], strict=True)
+    training_state = ckpt["training_state"]
+    ema.load_state_dict(training_state["ema"], ckpt["ema_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    scheduler.load_state_dict(ckpt["scheduler_state"])
+    if scaler is not None and scaler.is_enabled() and ckpt["scaler_state"]:
+        scaler.load_state_dict(ckpt["scaler_state"])
+    restore_rng_state(ckpt["rng_state"])
+    return training_state
+
+
 def check_config(path: str | os.PathLike, ckpt: dict, current_hash: str, current_config: dict) -> None:
     """Refuse a checkpoint written under another configuration, naming both hashes and the keys."""
     saved_hash = ckpt["config_hash"]
