@@ -40,6 +40,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or incompatible with this code."""
 
 
+class NotACheckpointError(CheckpointError):
+    """The file is not an astrorim checkpoint at all: torch cannot read it as plain state, or it has no format."""
+
+
 def _plain(value, where: str):
     """JSON-like copy of ``value`` (numpy scalars become Python numbers) so that the checkpoint
     loads with ``torch.load(weights_only=True)``; anything else is refused, naming its key."""
@@ -97,10 +101,10 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
             UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
+        raise NotACheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an AstroRIM checkpoint (no format: {CHECKPOINT_FORMAT!r})")
+        raise NotACheckpointError(f"{path} is not an AstroRIM checkpoint (no format: {CHECKPOINT_FORMAT!r})")
     version = ckpt.get("format_version")
     if version not in READABLE_FORMAT_VERSIONS:
         raise CheckpointError(f"{path} has checkpoint format_version {version!r}; this code reads "

@@ -68,19 +68,18 @@ def checkpoint_problem(path, exc: Exception) -> str:
     A file torch cannot read as plain tensors (a pickled model, any other file) is "not an astrorim
     checkpoint"; torch's own advice (load with ``weights_only=False``, i.e. run its code) is not repeated.
     """
-    message = str(exc)
-    if "does not exist" in message:
-        return message
-    if "not a readable torch checkpoint" in message or "not an AstroRIM checkpoint" in message:
-        cause = exc.__cause__
-        if cause is not None and type(cause).__name__ == "UnpicklingError" and "Weights only" in str(cause):
-            why = "it holds pickled Python objects, not the plain state an astrorim checkpoint stores"
-        elif cause is not None:
-            why = f"torch cannot read it ({type(cause).__name__})"
-        else:
-            why = "it has no astrorim checkpoint 'format' entry"
-        return f"not an astrorim checkpoint: {path} ({why})"
-    return message
+    from astrorim.model.checkpoint import NotACheckpointError
+
+    if not isinstance(exc, NotACheckpointError):
+        return str(exc)
+    cause = exc.__cause__
+    if cause is not None and type(cause).__name__ == "UnpicklingError" and "Weights only" in str(cause):
+        why = "it holds pickled Python objects, not the plain state an astrorim checkpoint stores"
+    elif cause is not None:
+        why = f"torch cannot read it ({type(cause).__name__})"
+    else:
+        why = "it has no astrorim checkpoint 'format' entry"
+    return f"not an astrorim checkpoint: {path} ({why})"
 
 
 def _read_pixel_scale(header, args) -> tuple[object, list[str]]:
