@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# A kernel summing to 1 within this tolerance counts as normalised (float32 files round).
-PSF_SUM_TOLERANCE = 1e-3
+from astrorim.io.fits_io import PSF_SUM_TOLERANCE
+
 # An image whose brightest pixels stay below this many noise sigmas has nothing to fit.
 MIN_PEAK_SNR = 3.0
 

@@ -30,8 +30,8 @@ _NON_FITS_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh")
 # Keywords whose presence means the header has a world coordinate system to carry over.
 _WCS_KEYS = ("CTYPE1", "CRPIX1", "CRVAL1", "CDELT1", "CD1_1", "PC1_1")
-# Largest tolerated |sum - 1| of a PSF kernel.
-PSF_SUM_RTOL = 1e-3
+# Largest |sum - 1| of a given PSF kernel that counts as normalised (float32 files round); the fit checks the same.
+PSF_SUM_TOLERANCE = 1e-3
 
 
 class FitsInputError(ValueError):
@@ -102,7 +102,7 @@ def check_not_constant(data: np.ndarray, label: str) -> None:
                              "lens to reconstruct")
 
 
-def check_psf(kernel: np.ndarray, label: str, rtol: float = PSF_SUM_RTOL) -> np.ndarray:
+def check_psf(kernel: np.ndarray, label: str, rtol: float = PSF_SUM_TOLERANCE) -> np.ndarray:
     """A PSF kernel: square, odd size, finite, non-negative sum 1 (to ``rtol``); returned as float64."""
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
