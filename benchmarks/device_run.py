@@ -281,7 +281,7 @@ def inference_benchmark(config: dict, plan: Plan) -> dict:
 def cuda_tests(plan: Plan, budget_s: float, log_path: Path) -> dict:
     """``pytest -m cuda`` in a subprocess; its output goes to ``log_path``."""
     # A test module that cannot be imported there (one needing snakemake, say) must not stop the others.
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rs",
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "-rfEs",
            "--continue-on-collection-errors", *plan.test_paths]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     t0 = time.monotonic()
@@ -531,6 +531,12 @@ def run(args) -> dict:
     stage("inference", infer, plan.budgets["inference"])
     record["cuda_tests"] = stage("cuda_tests", lambda b: cuda_tests(plan, b, work / "cuda_tests.log"),
                                  plan.budgets["cuda_tests"])
+    tests = record["cuda_tests"] or {}
+    counts = tests.get("counts", {})
+    if counts.get("failed") or counts.get("error") or tests.get("exit_code") == "timeout":
+        # the stage ran, but failing tests must show in the stage list and the exit status, not only in the log
+        record["stages"]["cuda_tests"]["status"] = f"error: {tests.get('summary') or tests.get('exit_code')}"
+        save()
     if sim is not None:
         manifest = Path(sim["manifest"])
         record["encoder_pretraining"] = stage(

@@ -152,7 +152,19 @@ def test_rendering_on_a_gpu_matches_the_cpu_and_returns_to_the_callers_device():
     """``LensingForward(device='cuda')``: the image and its gradients with respect to the lens parameters and
     the latent are the CPU's (float32 rounding), come back on the CPU, and the caller's decoder stays there."""
     from astrorim.baseline.vae import VAE, VAEConfig
+    from astrorim.train.step import set_tf32
 
+    # cuDNN's convolutions default to TF32 (10-bit mantissa), which on an H200 put the GPU image 5e-4 of its
+    # peak away from the CPU's; the comparison is of IEEE float32
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    set_tf32(False)
+    try:
+        _compare_rendering_on_cpu_and_gpu(VAE, VAEConfig)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+def _compare_rendering_on_cpu_and_gpu(VAE, VAEConfig):
     torch.manual_seed(0)
     decoder = VAE(VAEConfig(width=8)).decoder
     grid = ImageGrid(64, 8.0)

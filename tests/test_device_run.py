@@ -79,7 +79,7 @@ def test_training_stops_at_its_budget_and_leaves_a_resumable_checkpoint(smoke):
 def test_outputs_are_copied_to_the_device_tools_out_folder(smoke):
     files = sorted(p.name for p in smoke["out"].iterdir())
     assert files == sorted(["device_run.json", "training.json", "inference.json", "device_run_logs.tar.gz",
-                            "last.pt", "model_ema.pt"])
+                            "last.pt", "model_ema.pt", "encoder.pt"])
     assert len(files) <= 8 and all((smoke["out"] / f).stat().st_size < 16 * 2 ** 20 for f in files)
     assert json.loads((smoke["out"] / "training.json").read_text()) == smoke["training"]
 

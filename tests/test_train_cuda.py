@@ -6,6 +6,7 @@ convolution-backward kernels accumulate with atomics in a run-dependent order, s
 steps differ in the last bits and the differences grow with training.  The tolerances below allow that.
 """
 
+import traceback
 import warnings
 
 import pandas as pd
@@ -30,6 +31,27 @@ pytestmark = [pytest.mark.cuda,
 CUDA = torch.device("cuda")
 # Weights after 8 AdamW steps at lr 1e-3 of two runs that differ only in atomics' summation order.
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-3, 1e-4
+
+
+def gauge_parameters(model: torch.nn.Module) -> set[str]:
+    """Biases of convolutions followed by a GroupNorm with one channel per group: the normalisation removes
+    them, so their true gradient is 0 and what the backward pass returns is rounding noise; AdamW's first
+    steps move them by ~lr * sign(noise), which differs between devices and between runs on one GPU
+    (seen on an H200: encoder.backbone.0.bias of the tiny model)."""
+    names = set()
+    for prefix, module in model.named_modules():
+        children = list(module.named_children())
+        for (name, layer), (_, following) in zip(children, children[1:]):
+            if (isinstance(layer, torch.nn.Conv2d) and layer.bias is not None
+                    and isinstance(following, torch.nn.GroupNorm) and following.num_groups == following.num_channels):
+                names.add(f"{prefix}.{name}.bias" if prefix else f"{name}.bias")
+    return names
+
+
+def test_gauge_parameters_are_the_normalised_conv_biases():
+    names = gauge_parameters(AstroRIM({"npix": 32, **TINY_MODEL}))
+    assert "encoder.backbone.0.bias" in names
+    assert all(n.endswith(".bias") for n in names)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +98,11 @@ def test_cuda_resume_matches_a_straight_run_within_tolerance(data, tmp_path):
     a = read_checkpoint(straight / "models" / "initial" / "last.pt")
     b = read_checkpoint(resumed / "models" / "initial" / "last.pt")
     assert a["global_step"] == b["global_step"] == 8
+    gauge = gauge_parameters(AstroRIM({"npix": 32, **TINY_MODEL}))
     for key in ("model_state", "ema_state"):
         for name, value in a[key].items():
+            if name in gauge:
+                continue
             torch.testing.assert_close(b[key][name], value, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, msg=f"{key}[{name}]")
     ma = pd.read_csv(straight / "models" / "initial" / "metrics.csv")
     mb = pd.read_csv(resumed / "models" / "initial" / "metrics.csv")
@@ -121,8 +146,10 @@ def test_cuda_fp32_step_matches_the_cpu():
     (loss_cpu, w_cpu), (loss_gpu, w_gpu) = results["cpu"], results["cuda"]
     for key in ("total", "recon", "fwd", "param", "mse", "grad_norm"):
         assert loss_gpu[key] == pytest.approx(loss_cpu[key], rel=1e-4), key
+    gauge = gauge_parameters(model)
     for name, value in w_cpu.items():
-        torch.testing.assert_close(w_gpu[name], value, rtol=1e-4, atol=1e-6, msg=name)
+        if name not in gauge:
+            torch.testing.assert_close(w_gpu[name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -138,8 +165,17 @@ def test_cuda_training_step_does_not_synchronise(precision):
     r = _step(model, opt, scaler, prec, batches[0], CUDA)  # creates the optimiser state, selects kernels
     sums.add(r, 8)
     torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
+    caught = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        # where in the project the synchronising call was made, so a failure names the line to fix
+        frames = [f for f in traceback.extract_stack()[:-1] if "/astrorim/" in f.filename]
+        where = f"{frames[-1].filename.rsplit('/astrorim/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+        caught.append((str(message), where))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             for batch in batches[1:]:
@@ -148,8 +184,9 @@ def test_cuda_training_step_does_not_synchronise(precision):
                 sums.add(r, 8)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message) for w in caught if "synchron" in str(w.message).lower()]
-    assert not syncs, f"{len(syncs)} synchronising operation(s) in the step: {syncs[:5]}"
+    syncs = [where for message, where in caught
+             if "synchron" in message.lower() and "prototype feature" not in message]
+    assert not syncs, f"{len(syncs)} synchronising operation(s) in the step, at: {syncs}"
     assert sums.read("epoch")["skipped"] == 0.0
 
 

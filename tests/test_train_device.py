@@ -14,10 +14,11 @@ from astrorim.train.step import Precision, StepSums, resolve_device, resolve_pre
 from astrorim.train.testing import TINY_MODEL
 
 CPU = torch.device("cpu")
-# Operations that copy a value from the device to the host, or whose output size depends on the data: on a GPU
-# each one waits for every kernel queued before it.
+# Operations that copy a value from the device to the host, or whose output size depends on the data, or that
+# make a tensor from host data (torch.tensor / as_tensor of a Python number: on a GPU a copy from pageable
+# memory): on a GPU each one waits for every kernel queued before it.
 SYNC_OPS = {"aten::_local_scalar_dense", "aten::item", "aten::nonzero", "aten::masked_select",
-            "aten::_assert_async", "aten::unique", "aten::_unique2"}
+            "aten::_assert_async", "aten::unique", "aten::_unique2", "aten::lift_fresh"}
 
 
 class CountHostSyncs(TorchDispatchMode):
@@ -81,7 +82,9 @@ def test_training_step_and_its_bookkeeping_never_wait_for_the_device():
             r = _step(model, opt, scaler, precision, _batch(seed))
             ema.update(model, applied=1.0 - r["skipped"])
             sums.add(r, 4)
-        assert counter.counts == {}, f"host synchronisations in step {seed + 1}: {dict(counter.counts)}"
+        # the first step may make its one-off device constants from host data (StepSums' weights per batch size)
+        counts = {k: v for k, v in counter.counts.items() if seed > 0 or k != "aten::lift_fresh"}
+        assert counts == {}, f"host synchronisations in step {seed + 1}: {dict(counter.counts)}"
     window = sums.read("window")
     assert window["n"] == 8 and window["batches"] == 2 and window["skipped"] == 0.0
     assert window["total"] > 0 and torch.isfinite(torch.tensor(window["total"]))

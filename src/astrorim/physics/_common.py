@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -33,6 +35,10 @@ def as_param(value, like: Tensor, name: str, profile: str) -> Tensor:
         if value.is_complex():
             raise TypeError(f"{profile}: parameter {name} must be real, got {value.dtype}")
         return value.to(dtype=like.dtype, device=like.device)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        # a fill on the device: as_tensor would copy the number from pageable host memory, and on a GPU that
+        # copy waits for every queued kernel (4 host synchronisations per training step, found on an H200)
+        return torch.full((), float(value), dtype=like.dtype, device=like.device)
     try:
         return torch.as_tensor(value, dtype=like.dtype, device=like.device)
     except (TypeError, ValueError, RuntimeError) as exc:
