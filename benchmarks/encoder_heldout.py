@@ -33,6 +33,7 @@ from astrorim.params import PARAMETER_NAMES
 from astrorim.train.data import shards_from_manifest
 
 VERSIONS = ("v1", "v2", "v3", "v4", "v5", "v6")
+THETA_E_BINS_ARCSEC = (0.0, 0.3, 0.6, 1.0, np.inf)
 
 
 @torch.no_grad()
@@ -55,6 +56,7 @@ def run(checkpoint: str, ex, batch_size: int = 50) -> dict:
     pred = cat(params)
     frame = parameter_frame(ex.truth, pred, ex.npix)
     frame["version"] = ex.truth["version"].to_numpy()
+    frame["near_caustic"] = ex.truth["near_caustic"].astype(bool).to_numpy()
     truth_t = torch.tensor(ex.truth[[f"norm_{p}" for p in PARAMETER_NAMES]].to_numpy(np.float32))
     truth_c, masks = components_from_nine(truth_t)
     truth_c = {k: v.numpy() for k, v in truth_c.items()}
@@ -94,7 +96,21 @@ def run(checkpoint: str, ex, batch_size: int = 50) -> dict:
         sub = frame[frame["version"] == v]
         if len(sub):
             result[v] = summary(sub)
-    return result
+    # v4-v6 draw sigma_v, so their theta_E reaches 0.05-0.1": a relative error there says little about a lens
+    bins = pd.cut(frame["true_theta_E"], THETA_E_BINS_ARCSEC, right=False)
+    result["theta_e_median_rel_error_by_true_theta_e"] = {
+        f"[{b.left:g}, {b.right:g})\"": {"n": int(len(g)), "all": float(np.median(g["theta_e_rel"])) if len(g) else None,
+                                       **{v: float(np.median(g.loc[g["version"] == v, "theta_e_rel"]))
+                                          for v in VERSIONS if (g["version"] == v).any()}}
+        for b, g in frame.groupby(bins, observed=False)}
+    # a source placed away from the caustic is often singly imaged: the image then says little about theta_E
+    result["theta_e_median_rel_error_by_near_caustic"] = {
+        key: {"n": int(len(g)), "all": float(np.median(g["theta_e_rel"])),
+              **{v: float(np.median(g.loc[g["version"] == v, "theta_e_rel"])) for v in VERSIONS
+                 if (g["version"] == v).any()}}
+        for key, g in (("near_caustic", frame[frame["near_caustic"]]), ("elsewhere", frame[~frame["near_caustic"]]))
+        if len(g)}
+    return result, frame
 
 
 def main() -> None:
@@ -102,10 +118,18 @@ def main() -> None:
     p.add_argument("--test", required=True, help="test manifest (phase test)")
     p.add_argument("--checkpoint", action="append", required=True)
     p.add_argument("--out")
+    p.add_argument("--per-example", help="CSV of every test pair's errors, one row per pair and checkpoint")
     args = p.parse_args()
     torch.set_num_threads(1)
     ex = load_examples(shards_from_manifest(args.test, "test", phase="test"))
-    results = [run(c, ex) for c in args.checkpoint]
+    runs = [run(c, ex) for c in args.checkpoint]
+    results = [r for r, _ in runs]
+    if args.per_example:
+        frames = [f.assign(checkpoint=c) for c, (_, f) in zip(args.checkpoint, runs)]
+        Path(args.per_example).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.per_example + ".partial")
+        pd.concat(frames).to_csv(tmp, index=False)
+        tmp.replace(args.per_example)
     for r in results:
         a = r["all"]
         print(f"{r['checkpoint']}: theta_E {100 * a['theta_e_median_rel_error']:.1f} % | |de| "
@@ -114,10 +138,14 @@ def main() -> None:
               f"SSIM {a['ssim_median']:.3f} / source {a['ssim_source_median']:.3f} / MSE {a['mse_median']:.3g}")
         print("   per version theta_E: " + ", ".join(f"{v} {100 * r[v]['theta_e_median_rel_error']:.1f} %"
                                                       for v in VERSIONS if v in r))
+        print("   by true theta_E: " + ", ".join(f"{k} {100 * b['all']:.1f} % (n {b['n']})"
+                                                  for k, b in r["theta_e_median_rel_error_by_true_theta_e"].items()
+                                                  if b["all"] is not None))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"test_manifest": args.test, "n": len(ex), "results": results},
-                                             indent=2) + "\n")
+        tmp = Path(args.out + ".partial")
+        tmp.write_text(json.dumps({"test_manifest": args.test, "n": len(ex), "results": results}, indent=2) + "\n")
+        tmp.replace(args.out)
 
 
 if __name__ == "__main__":
