@@ -105,5 +105,5 @@ def test_quick_study_runs(repo_root, tmp_path):
     seen = check_browsed(walk, pngs, ["Simulation", "Training", "Evaluation"])
     for phase in ("initial", "finetune", "test"):
         assert f"{config['data_dir']}/sims/{phase}/manifest.csv" in seen, phase
-    for name in ("table2.csv", "table2_vs_paper.csv", "baselines.csv", "parameter_recovery.csv"):
+    for name in ("table2.csv", "table2_vs_paper.csv", "methods.csv", "parameter_recovery.csv"):
         assert seen[str(results / "tables" / name)][0]["category"] == "Evaluation", name

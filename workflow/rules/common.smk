@@ -9,7 +9,9 @@ from astrorim.plan import PHASES, find_shard, shard_paths  # noqa: E402
 DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 LOGS = f"logs/{config['run_name']}"
-BENCH = f"benchmarks_runs/{config['run_name']}"
+# Snakemake's per-job timings (the `benchmark:` directive), beside the job's log; "benchmark" in this project
+# means only benchmarks/*.py and their results/benchmarks/*.
+TIMINGS = f"{LOGS}/timings"
 
 
 def manifest_paths():
