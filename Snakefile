@@ -56,6 +56,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
+include: "workflow/rules/studies.smk"
 
 
 rule all:

@@ -48,3 +48,24 @@ def baseline_astrorim_checkpoint(wildcards):
         or config.get("evaluation", {}).get("checkpoint")
         or f"{RESULTS}/models/finetune/best.pt"
     )
+
+
+def study_names(table):
+    """A wildcard constraint matching exactly the study names of a table in studies.smk."""
+    import re
+
+    return "|".join(re.escape(name) for name in table)
+
+
+PHI_BIAS_SCRIPT = "studies/baseline_phi_bias_summary.py"
+
+
+def phi_bias_fits(wildcards):
+    """The committed fits the phi-bias summary reads (its MEASUREMENTS and MISFIT_SCAN), loaded only when the
+    rule is wanted (the script imports matplotlib)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("phi_bias_summary", PHI_BIAS_SCRIPT)
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    return [m.path for m in summary.MEASUREMENTS + summary.MISFIT_SCAN]
