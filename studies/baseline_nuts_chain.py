@@ -5,7 +5,7 @@
         --out results/studies/baseline_nuts_chain_vae16_450_system1.json
 
 The CPU-scale workflow runs 50 + 100 NUTS steps per (system, noise level), and their posterior means carry
-a Monte Carlo error of ~0.3 posterior sd (effective sample size of phi 12-13, docs/baseline.md).  This
+a Monte Carlo error of ~0.3 posterior sd (effective sample size of phi 12-13, docs/baseline-findings.md).  This
 runs the same sampler (``stages.nuts_stage``: same model, VAE, mock, MAP start and target acceptance) with
 the warmup, sample count and tree depth given here, and reports each lens parameter's posterior against
 the truth with its Monte Carlo standard error (sd / sqrt(ESS)) and the means of the chain's two halves,

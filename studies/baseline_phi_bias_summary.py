@@ -43,7 +43,7 @@ STUDIES = "results/studies"
 
 
 class Measurement(NamedTuple):
-    prior: str  # the source prior, as docs/baseline.md names it
+    prior: str  # the source prior, as docs/baseline-findings.md names it
     experiment: str  # one of EXPERIMENTS
     path: str  # a baseline_map_convergence.py result, relative to the repository
 

@@ -12,7 +12,7 @@ Snakemake nor DVC).  ``run`` does what ``snakemake baseline_train_vae`` does for
 ``stages.train_vae_stage``, so ``baseline.vae.device`` decides where it trains), takes the committed mocks
 (``--mocks-from``: the mocks of cpu_small and its variants regenerate byte-identical, and the test split of a
 packed file is rounded), then runs, in parallel processes, ``baseline_map_convergence.py`` for every mock
-system at high S/N (the runs of docs/baseline.md: the prior-centre start, and the truth start with an L-BFGS
+system at high S/N (the runs of docs/baseline-findings.md: the prior-centre start, and the truth start with an L-BFGS
 polish, each in a process of its own, joined into one file per system) and
 ``baseline_source_prior_fidelity.py``.  The results go under the configuration's results_dir as the workflow
 would write them, and the files a reader needs are copied flat into ``--out-dir``: training.json and the VAE
