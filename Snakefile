@@ -57,6 +57,7 @@ include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/docs.smk"
 
 
 rule all:

@@ -1,4 +1,5 @@
 # Helpers shared by all rule files (paths, the simulation plan).
+import glob
 import sys
 from pathlib import Path
 
