@@ -56,6 +56,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
+include: "workflow/rules/studies.smk"
+include: "workflow/rules/docs.smk"
 
 
 rule all:

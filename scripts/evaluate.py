@@ -1,4 +1,4 @@
-"""Snakemake script: held-out evaluation of the finetuned checkpoint and the baselines (rule evaluate)."""
+"""Snakemake script: held-out evaluation of the finetuned checkpoint and the classical methods (rule evaluate)."""
 
 import sys
 from pathlib import Path

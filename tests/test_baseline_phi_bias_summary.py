@@ -1,4 +1,4 @@
-"""benchmarks/baseline_phi_bias_summary.py: the phi-bias table across source priors, read from committed results."""
+"""studies/baseline_phi_bias_summary.py: the phi-bias table across source priors, read from committed results."""
 
 import csv
 import importlib.util
@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="module")
 def summary(repo_root):
     spec = importlib.util.spec_from_file_location("baseline_phi_bias_summary",
-                                                  repo_root / "benchmarks/baseline_phi_bias_summary.py")
+                                                  repo_root / "studies/baseline_phi_bias_summary.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -68,10 +68,10 @@ def test_collect_names_the_missing_file_and_the_missing_field(summary, repo_root
 
 
 def test_the_committed_table_is_what_the_committed_fits_give(summary, repo_root, tmp_path):
-    """results/benchmarks/baseline_phi_bias.csv must be regenerated whenever a fit it reads changes."""
+    """results/studies/baseline_phi_bias.csv must be regenerated whenever a fit it reads changes."""
     fresh = tmp_path / "phi_bias.csv"
     summary.write_csv(summary.collect(), fresh)
-    committed = repo_root / "results/benchmarks/baseline_phi_bias.csv"
+    committed = repo_root / "results/studies/baseline_phi_bias.csv"
     assert list(csv.DictReader(fresh.open())) == list(csv.DictReader(committed.open()))
 
 

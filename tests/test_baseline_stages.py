@@ -54,7 +54,7 @@ def toy_run(toy):
 
 
 def _benchmark_config(repo_root, tmp_path) -> tuple:
-    """A valid configuration file for the baseline benchmarks: the quick one at the toy's grid, system 2 only,
+    """A valid configuration file for the baseline benchmarks and studies: the quick one at the toy's grid, system 2 only,
     its results under ``tmp_path``."""
     config = yaml.safe_load((repo_root / "config/quick.yaml").read_text())
     config["results_dir"] = str(tmp_path / "results")
@@ -179,14 +179,14 @@ def test_compare_needs_the_lens_light_of_the_test_shards(toy, toy_run, rim_check
 
 
 def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path, repo_root):
-    """benchmarks/baseline_map_convergence.py on the toy VAE and mock: one row per schedule plus the truth start,
+    """studies/baseline_map_convergence.py on the toy VAE and mock: one row per schedule plus the truth start,
     which (knowing the answer) ends far closer to the truth than two steps from the prior centre."""
     import json
     import shutil
 
     settings, d = toy
     config = _benchmark_results(toy, repo_root, tmp_path)
-    module = _load_benchmark(repo_root, "baseline_map_convergence")
+    module = _load_script(repo_root, "studies", "baseline_map_convergence")
     out = tmp_path / "convergence.json"
     module.main(["--config", str(config), "--system", "system2", "--schedule", "2:0.02", "--schedule", "3:0.05",
                  "--phi-start", "1.0", "--truth-start", "2:0.02", "--threads", "1", "--out", str(out)])
@@ -263,10 +263,11 @@ def test_map_convergence_benchmark_reports_each_schedule(toy, toy_run, tmp_path,
     assert pinned["runs"][0]["rel_error_pct"]["r_ein"] != 0.0
 
 
-def _load_benchmark(repo_root, name):
+def _load_script(repo_root, folder, name):
+    """A program of benchmarks/ (performance) or studies/ (the paper-003 research experiments) as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, repo_root / f"benchmarks/{name}.py")
+    spec = importlib.util.spec_from_file_location(name, repo_root / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -274,7 +275,7 @@ def _load_benchmark(repo_root, name):
 
 @pytest.mark.parametrize("angle_deg,ratio", [(0.0, 0.5), (30.0, 0.7), (-60.0, 0.4), (89.0, 0.8)])
 def test_light_moments_recover_an_elliptical_gaussians_orientation_and_axis_ratio(repo_root, angle_deg, ratio):
-    fidelity = _load_benchmark(repo_root, "baseline_source_prior_fidelity")
+    fidelity = _load_script(repo_root, "studies", "baseline_source_prior_fidelity")
     c = np.arange(64) - 31.5
     yy, xx = np.meshgrid(c, c, indexing="ij")
     t = np.radians(angle_deg)
@@ -287,7 +288,7 @@ def test_light_moments_recover_an_elliptical_gaussians_orientation_and_axis_rati
 
 
 def test_source_prior_fidelity_benchmark_measures_each_vae_and_mock(toy, toy_run, tmp_path, repo_root):
-    """benchmarks/baseline_source_prior_fidelity.py on the toy VAE and mock: the best decoder fit starts at the
+    """studies/baseline_source_prior_fidelity.py on the toy VAE and mock: the best decoder fit starts at the
     encoder mean, so it ends no worse than it; the high-S/N MAP errors are read from the map folder."""
     import json
     import shutil
@@ -298,7 +299,7 @@ def test_source_prior_fidelity_benchmark_measures_each_vae_and_mock(toy, toy_run
     shutil.copy(d / "system2.npz", tmp_path / "results/baseline/mocks/system2.npz")
     (tmp_path / "map").mkdir()
     shutil.copy(d / "m_system2_high.json", tmp_path / "map/system2_high.json")
-    fidelity = _load_benchmark(repo_root, "baseline_source_prior_fidelity")
+    fidelity = _load_script(repo_root, "studies", "baseline_source_prior_fidelity")
     out = tmp_path / "fidelity.json"
     fidelity.main(["--config", str(config), "--vae", f"toy={d / 'vae.pt'}", "--map-dir", f"toy={tmp_path / 'map'}",
                    "--steps", "40", "--threads", "1", "--out", str(out)])
@@ -317,7 +318,7 @@ def test_speed_benchmark_times_map_with_polish_and_nuts(toy, toy_run, tmp_path, 
     import json
 
     settings, d = toy
-    speed = _load_benchmark(repo_root, "baseline")
+    speed = _load_script(repo_root, "benchmarks", "baseline")
     out = tmp_path / "speed.json"
     speed.main(["--vae", str(d / "vae.pt"), "--untrained-width", "0", "--map-timing-steps", "2", "--map-steps", "3",
                 "--map-polish", "3", "--nuts-warmup", "2", "--nuts-samples", "2", "--max-tree-depth", "2",
@@ -333,7 +334,7 @@ def test_epl_benchmark_times_the_current_code_beside_a_revision(tmp_path, repo_r
     the same in a clean checkout) values and gradients identical; an unknown revision is refused by name."""
     import json
 
-    benchmark = _load_benchmark(repo_root, "epl_deflection")
+    benchmark = _load_script(repo_root, "benchmarks", "epl_deflection")
     out = tmp_path / "epl.json"
     benchmark.main(["--q", "0.5", "--batch", "1", "2", "--repeats", "1", "--compare-rev", "HEAD", "--map-steps", "2",
                     "--map-rounds", "2", "--map-width", "8", "--out", str(out)])
@@ -361,7 +362,7 @@ def test_map_batch_benchmark_fits_every_mock_image_alone_and_batched(toy, toy_ru
     import json
 
     config = _benchmark_results(toy, repo_root, tmp_path)
-    batch = _load_benchmark(repo_root, "baseline_map_batch")
+    batch = _load_script(repo_root, "benchmarks", "baseline_map_batch")
     out = tmp_path / "batch.json"
     batch.main(["--config", str(config), "--steps", "3", "--out", str(out)])
     report = json.loads(out.read_text())
@@ -380,7 +381,7 @@ def test_nuts_chain_benchmark_reports_the_posterior_of_a_chain_from_the_workflow
     import json
     import shutil
 
-    chain = _load_benchmark(repo_root, "baseline_nuts_chain")
+    chain = _load_script(repo_root, "studies", "baseline_nuts_chain")
     out = tmp_path / "chain.json"
     config = _benchmark_results(toy, repo_root, tmp_path)
     with pytest.raises(SystemExit):  # no MAP file for system 2 at high S/N yet
@@ -416,12 +417,12 @@ def _prior_study_setup(toy, repo_root, tmp_path, epochs: int) -> tuple:
 
 def test_prior_study_packs_the_data_then_trains_and_measures_a_prior_without_snakemake(toy, toy_run, tmp_path,
                                                                                        repo_root, monkeypatch):
-    """benchmarks/baseline_prior_study.py: ``pack`` rounds the images to float16 (read back as float32), ``run``
+    """studies/baseline_prior_study.py: ``pack`` rounds the images to float16 (read back as float32), ``run``
     trains the configuration's VAE on the packed file, fits the given mocks and writes the benchmark JSONs."""
     import json
 
     settings, d = toy
-    study = _load_benchmark(repo_root, "baseline_prior_study")
+    study = _load_script(repo_root, "studies", "baseline_prior_study")
     packed = tmp_path / "packed.h5"
     report = study.main(["pack", str(d / "data.h5"), str(packed)])
     original, half = vae_data.read_dataset(d / "data.h5"), vae_data.read_dataset(packed)
@@ -472,7 +473,7 @@ def test_prior_study_keeps_a_diverged_training_on_record(toy, toy_run, tmp_path,
     machine that is given back), and the command fails."""
     import json
 
-    study = _load_benchmark(repo_root, "baseline_prior_study")
+    study = _load_script(repo_root, "studies", "baseline_prior_study")
     config_path, _, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=1)
 
     def diverge(*args, **kwargs):
@@ -498,7 +499,7 @@ def test_prior_study_plans_the_training_to_end_by_the_deadline(toy, toy_run, tmp
     import time
 
     settings, d = toy
-    study = _load_benchmark(repo_root, "baseline_prior_study")
+    study = _load_script(repo_root, "studies", "baseline_prior_study")
     images = vae_data.read_dataset(d / "data.h5").images
     args = argparse.Namespace(deadline_s=600.0, threads=1, train_threads=1, schedule="900:0.05", truth_start="10:0.02",
                               truth_polish=20, fit_device="cpu")
@@ -541,7 +542,7 @@ def test_prior_study_stops_the_fits_at_the_deadline_and_keeps_what_finished(toy,
     import json
 
     settings, d = toy
-    study = _load_benchmark(repo_root, "baseline_prior_study")
+    study = _load_script(repo_root, "studies", "baseline_prior_study")
     config_path, config, mocks = _prior_study_setup(toy, repo_root, tmp_path, epochs=2)
     out = tmp_path / "out"
     parts = tmp_path / "results/baseline/prior_study_parts"

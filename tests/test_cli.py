@@ -216,6 +216,17 @@ def test_simulate_version_renamed_and_program_version(tmp_path, capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("astrorim ")
 
 
+def test_the_old_model_cli_module_is_refused_with_the_new_spelling():
+    # reconstruct and model-info moved from astrorim.model.cli into astrorim.cli (one command-line module)
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "astrorim.model.cli", "model-info"], capture_output=True, text=True)
+    assert run.returncode == 2 and "astrorim model-info" in run.stderr and "astrorim.cli" in run.stderr
+    with pytest.raises(ImportError, match="merged into astrorim.cli"):
+        import astrorim.model.cli  # noqa: F401
+
+
 def _help(argv):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):

@@ -83,7 +83,7 @@ def test_dvc_remote_push_clone_pull(tmp_path):
     config = tiny_config()
     for name in ("config/quick.yaml", "config/config.yaml"):
         (first / name).write_text(yaml.safe_dump(config))
-    for stale in ("data", "logs", "benchmarks_runs", ".snakemake", ".dvc/cache", ".dvc/tmp"):
+    for stale in ("data", "logs", ".snakemake", ".dvc/cache", ".dvc/tmp"):
         shutil.rmtree(first / stale, ignore_errors=True)
     run("git", "init", "-q", cwd=first, env=env)
     run("git", *GIT_IDENTITY, "add", "-A", cwd=first, env=env)

@@ -98,7 +98,7 @@ def test_tables_agree_with_the_per_example_metrics(evaluated):
     assert all(v in SETTINGS["lambda_grid"] for v in metrics["tikhonov_lambda"].values())
 
 
-def test_oracle_baselines_beat_a_random_model_where_the_source_is(evaluated):
+def test_oracle_classical_methods_beat_a_random_model_where_the_source_is(evaluated):
     """A randomly initialised model must not look good on the source region; the true-Theta inversion must."""
     result, _ = evaluated
     pe = result.per_example
@@ -127,7 +127,7 @@ def test_overlapping_checkpoint_is_refused_before_anything_is_written(data, repo
     assert not (tmp_path / "results").exists()
 
 
-def test_baselines_are_deterministic(data):
+def test_classical_methods_are_deterministic(data):
     _, test, _ = data
     ex = P.load_examples(test, limit_per_version=1)
     settings = P.EvaluationSettings(**{**SETTINGS, "tikhonov_lambda": {v: 0.1 for v in VERSIONS}})

@@ -1,6 +1,5 @@
 """Inference API and the reconstruct / model-info command line (and simulate's refusals)."""
 
-import argparse
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from astrorim.io.fits_io import (FitsInputError, read_fits_image, resample_flux_
                                  resampled_noise_sigma)
 from astrorim.model import AstroRIM
 from astrorim.model.checkpoint import save_model_checkpoint
-from astrorim.model.cli import register
+from astrorim.cli import build_parser
 from astrorim.params import PARAMETER_NAMES
 
 NPIX = 32
@@ -90,9 +89,7 @@ def test_flux_conserving_resample():
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser(prog="astrorim")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
+    args = build_parser().parse_args([str(a) for a in argv])
     return args.func(args)
 
 

@@ -197,9 +197,9 @@ def test_finetune_stops_early_when_validation_does_not_improve(data, straight, t
     real_validate = PhaseRun._validate
     calls = []
 
-    def worsening_validate(self, baselines=False):
-        val = real_validate(self, baselines)
-        if not baselines:
+    def worsening_validate(self, reference_sources=False):
+        val = real_validate(self, reference_sources)
+        if not reference_sources:
             calls.append(1)
             val["mse"] = float(len(calls))
         return val

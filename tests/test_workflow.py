@@ -33,6 +33,18 @@ def test_rules_are_formatted_by_snakefmt(repo_root):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_committed_rule_graph_is_current(repo_root):
+    # docs/architecture.md shows docs/rulegraph.png; after adding or renaming a rule: snakemake --cores 1 rulegraph
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rulegraph", repo_root / "scripts/rulegraph.py")
+    rulegraph = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rulegraph)
+    fresh = rulegraph.union_dot(rulegraph.rulegraph(configfile, targets) for configfile, targets in rulegraph.RUNS)
+    assert fresh == (repo_root / "docs/rulegraph.dot").read_text(), "run `snakemake --cores 1 rulegraph`"
+    assert "study_map_convergence" in fresh and "real_lens_reference" in fresh
+
+
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/quick.yaml"])
 def test_dry_run(repo_root, configfile):
     result = snakemake(repo_root, "-n", "--forceall", "--quiet", "rules", "--configfile", configfile)
@@ -105,5 +117,5 @@ def test_quick_study_runs(repo_root, tmp_path):
     seen = check_browsed(walk, pngs, ["Simulation", "Training", "Evaluation"])
     for phase in ("initial", "finetune", "test"):
         assert f"{config['data_dir']}/sims/{phase}/manifest.csv" in seen, phase
-    for name in ("table2.csv", "table2_vs_paper.csv", "baselines.csv", "parameter_recovery.csv"):
+    for name in ("table2.csv", "table2_vs_paper.csv", "methods.csv", "parameter_recovery.csv"):
         assert seen[str(results / "tables" / name)][0]["category"] == "Evaluation", name

@@ -33,7 +33,7 @@ def _count(value) -> int | None:
 
 
 def evaluation_headline(metrics: dict) -> dict:
-    """From ``<results>/metrics/evaluate.json``: AstroRIM over the whole test set, the best classical baseline
+    """From ``<results>/metrics/evaluate.json``: AstroRIM over the whole test set, the best classical method
     (Tikhonov with the true lens) and the paper's mean SSIM (Table 2)."""
     ours = metrics["astrorim"]["All"]
     tikhonov = metrics.get("tikhonov_true", {}).get("All", {})

@@ -45,7 +45,7 @@ rule baseline_vae_data:
     log:
         f"{LOGS}/baseline/vae_data.log",
     benchmark:
-        f"{BENCH}/baseline/vae_data.tsv"
+        f"{TIMINGS}/baseline/vae_data.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1
@@ -85,7 +85,7 @@ rule baseline_train_vae:
     log:
         f"{LOGS}/baseline/train_vae.log",
     benchmark:
-        f"{BENCH}/baseline/train_vae.tsv"
+        f"{TIMINGS}/baseline/train_vae.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 2
@@ -113,7 +113,7 @@ rule baseline_mocks:
     log:
         f"{LOGS}/baseline/mocks.log",
     benchmark:
-        f"{BENCH}/baseline/mocks.tsv"
+        f"{TIMINGS}/baseline/mocks.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1
@@ -138,7 +138,7 @@ rule baseline_map:
     log:
         f"{LOGS}/baseline/map/{{system}}_{{noise}}.log",
     benchmark:
-        f"{BENCH}/baseline/map/{{system}}_{{noise}}.tsv"
+        f"{TIMINGS}/baseline/map/{{system}}_{{noise}}.tsv"
     wildcard_constraints:
         system="[A-Za-z0-9]+",
         noise="low|med|high",
@@ -165,7 +165,7 @@ rule baseline_nuts:
     log:
         f"{LOGS}/baseline/nuts/{{system}}_{{noise}}.log",
     benchmark:
-        f"{BENCH}/baseline/nuts/{{system}}_{{noise}}.tsv"
+        f"{TIMINGS}/baseline/nuts/{{system}}_{{noise}}.tsv"
     wildcard_constraints:
         system="[A-Za-z0-9]+",
         noise="low|med|high",
@@ -228,7 +228,7 @@ rule baseline_report:
     log:
         f"{LOGS}/baseline/report.log",
     benchmark:
-        f"{BENCH}/baseline/report.tsv"
+        f"{TIMINGS}/baseline/report.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1
@@ -285,7 +285,7 @@ rule baseline_compare:
     log:
         f"{LOGS}/baseline/compare.log",
     benchmark:
-        f"{BENCH}/baseline/compare.tsv"
+        f"{TIMINGS}/baseline/compare.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1

@@ -1,4 +1,5 @@
 # Helpers shared by all rule files (paths, the simulation plan).
+import glob
 import sys
 from pathlib import Path
 
@@ -9,7 +10,9 @@ from astrorim.plan import PHASES, find_shard, shard_paths  # noqa: E402
 DATA = config["data_dir"]
 RESULTS = config["results_dir"]
 LOGS = f"logs/{config['run_name']}"
-BENCH = f"benchmarks_runs/{config['run_name']}"
+# Snakemake's per-job timings (the `benchmark:` directive), beside the job's log; "benchmark" in this project
+# means only benchmarks/*.py and their results/benchmarks/*.
+TIMINGS = f"{LOGS}/timings"
 
 
 def manifest_paths():
@@ -46,3 +49,24 @@ def baseline_astrorim_checkpoint(wildcards):
         or config.get("evaluation", {}).get("checkpoint")
         or f"{RESULTS}/models/finetune/best.pt"
     )
+
+
+def study_names(table):
+    """A wildcard constraint matching exactly the study names of a table in studies.smk."""
+    import re
+
+    return "|".join(re.escape(name) for name in table)
+
+
+PHI_BIAS_SCRIPT = "studies/baseline_phi_bias_summary.py"
+
+
+def phi_bias_fits(wildcards):
+    """The committed fits the phi-bias summary reads (its MEASUREMENTS and MISFIT_SCAN), loaded only when the
+    rule is wanted (the script imports matplotlib)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("phi_bias_summary", PHI_BIAS_SCRIPT)
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    return [m.path for m in summary.MEASUREMENTS + summary.MISFIT_SCAN]

@@ -1,6 +1,6 @@
 # Held-out evaluation (paper §3.5, §4.2, Table 2, Figure 7): the finetuned EMA checkpoint and three classical
-# baselines on the test shards, Table 2 and its comparison with the paper, parameter recovery, figures.
-# Needs common.smk (DATA, RESULTS, LOGS, BENCH) and the finetune rule's output (train.smk).
+# methods on the test shards, Table 2 and its comparison with the paper, parameter recovery, figures.
+# Needs common.smk (DATA, RESULTS, LOGS, TIMINGS) and the finetune rule's output (train.smk).
 #   snakemake evaluate --configfile config/quick.yaml        # quick: <= 2 min on 2 CPUs once the model exists
 # The model evaluated is config `evaluation.checkpoint` when set (e.g. a small model committed under models/),
 # else the finetuned best checkpoint.  The rule refuses a checkpoint whose recorded training/validation streams
@@ -44,13 +44,13 @@ rule evaluate:
             subcategory="tables",
         ),
         vs_paper_tex=f"{EVAL_TABLES}/table2_vs_paper.tex",
-        baselines=report(
-            f"{EVAL_TABLES}/baselines.csv",
-            caption="../report/baselines.rst",
+        methods=report(
+            f"{EVAL_TABLES}/methods.csv",
+            caption="../report/methods.rst",
             category="Evaluation",
             subcategory="tables",
         ),
-        baselines_tex=f"{EVAL_TABLES}/baselines.tex",
+        methods_tex=f"{EVAL_TABLES}/methods.tex",
         recovery=report(
             f"{EVAL_TABLES}/parameter_recovery.csv",
             caption="../report/parameter_recovery.rst",
@@ -94,7 +94,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/evaluate.log",
     benchmark:
-        f"{BENCH}/evaluate/evaluate.tsv"
+        f"{TIMINGS}/evaluate/evaluate.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 2

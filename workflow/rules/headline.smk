@@ -12,7 +12,7 @@ rule headline_evaluation:
     log:
         f"{LOGS}/headline/evaluation.log",
     benchmark:
-        f"{BENCH}/headline/evaluation.tsv"
+        f"{TIMINGS}/headline/evaluation.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -33,7 +33,7 @@ rule headline_real_lenses:
     log:
         f"{LOGS}/headline/real_lenses.log",
     benchmark:
-        f"{BENCH}/headline/real_lenses.tsv"
+        f"{TIMINGS}/headline/real_lenses.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -54,7 +54,7 @@ rule headline_vae:
     log:
         f"{LOGS}/headline/vae.log",
     benchmark:
-        f"{BENCH}/headline/vae.tsv"
+        f"{TIMINGS}/headline/vae.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1
@@ -75,7 +75,7 @@ rule headline_comparison:
     log:
         f"{LOGS}/headline/comparison.log",
     benchmark:
-        f"{BENCH}/headline/comparison.tsv"
+        f"{TIMINGS}/headline/comparison.tsv"
     conda:
         "../../envs/pyro.yaml"
     threads: 1

@@ -25,7 +25,7 @@ rule real_lens_reference:
     log:
         f"{LOGS}/real_lenses/{{lens}}/reference.log",
     benchmark:
-        f"{BENCH}/real_lenses/{{lens}}/reference.tsv"
+        f"{TIMINGS}/real_lenses/{{lens}}/reference.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -60,7 +60,7 @@ rule real_lens_model:
     log:
         f"{LOGS}/real_lenses/{{lens}}/model.log",
     benchmark:
-        f"{BENCH}/real_lenses/{{lens}}/model.tsv"
+        f"{TIMINGS}/real_lenses/{{lens}}/model.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -88,7 +88,7 @@ rule table1:
     log:
         f"{LOGS}/real_lenses/table1.log",
     benchmark:
-        f"{BENCH}/real_lenses/table1.tsv"
+        f"{TIMINGS}/real_lenses/table1.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1

@@ -7,7 +7,7 @@ rule simulate:
     log:
         f"{LOGS}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.log",
     benchmark:
-        f"{BENCH}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.tsv"
+        f"{TIMINGS}/simulate/{{phase}}/{{version}}/{{split}}/shard-{{shard}}.tsv"
     conda:
         "../../envs/sim.yaml"
     threads: 1
@@ -35,7 +35,7 @@ rule manifest:
     log:
         f"{LOGS}/manifest/{{phase}}.log",
     benchmark:
-        f"{BENCH}/manifest/{{phase}}.tsv"
+        f"{TIMINGS}/manifest/{{phase}}.tsv"
     conda:
         "../../envs/sim.yaml"
     threads: 1

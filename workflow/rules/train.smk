@@ -28,7 +28,7 @@ rule pretrain_encoder:
     log:
         f"{LOGS}/train/pretrain_encoder.log",
     benchmark:
-        f"{BENCH}/train/pretrain_encoder.tsv"
+        f"{TIMINGS}/train/pretrain_encoder.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 8
@@ -61,7 +61,7 @@ rule train:
     log:
         f"{LOGS}/train/initial.log",
     benchmark:
-        f"{BENCH}/train/initial.tsv"
+        f"{TIMINGS}/train/initial.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 8
@@ -93,7 +93,7 @@ rule finetune:
     log:
         f"{LOGS}/train/finetune.log",
     benchmark:
-        f"{BENCH}/train/finetune.tsv"
+        f"{TIMINGS}/train/finetune.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 8
@@ -122,7 +122,7 @@ rule training_curves:
     log:
         f"{LOGS}/train/training_curves.log",
     benchmark:
-        f"{BENCH}/train/training_curves.tsv"
+        f"{TIMINGS}/train/training_curves.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1

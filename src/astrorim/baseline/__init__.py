@@ -16,5 +16,5 @@ AstroRIM.  Modules, one job each:
     compare                        fit_image(): the hook for the AstroRIM comparison, and its table/figure
     settings, stages, io           the ``baseline:`` config section, the workflow steps, atomic artefacts
 
-See docs/baseline.md for conventions, deviations from the paper and measured numbers.
+See docs/baseline.md for conventions and deviations from the paper, docs/baseline-findings.md for the measured numbers.
 """

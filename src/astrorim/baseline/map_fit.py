@@ -12,7 +12,7 @@ unconstrained parameters and the same objective, summed over the starts (indepen
 optimum is every start's).  Adam with a decaying rate stalls in the long, shallow valley where the lens
 ellipticity, the external shear and the source shape trade against each other: on a mock whose source the
 VAE draws exactly, 3,000 Adam steps stop 21 nats below the optimum with the orientation phi 5 % off
-(docs/baseline.md, "MAP convergence").  A quasi-Newton step follows such a valley in a few iterations.
+(docs/baseline-notebook.md, "MAP convergence").  A quasi-Newton step follows such a valley in a few iterations.
 
 Starts: start 0 begins at the prior centres (the prior means, moved inside the support) with z = mu_z;
 start k >= 1 at centre + ``init_jitter`` x prior sd x N(0, 1) (clipped into the support) and
@@ -91,7 +91,7 @@ class MapResult:
 
         A converged fit gains ~0; a gain of many nats says the fit needs more steps (or a larger learning
         rate): Adam creeps along the lens/source degeneracies long after theta_E has settled.  A small gain
-        does not prove convergence (docs/baseline.md, "MAP convergence").  NaN without a record before that
+        does not prove convergence (docs/baseline-notebook.md, "MAP convergence").  NaN without a record before that
         point."""
         cut = self.steps * (1.0 - fraction)
         earlier = [i for i, step in enumerate(self.history_steps) if step <= cut]

@@ -1,4 +1,4 @@
-"""The evaluation stage: a trained checkpoint and three classical baselines on the held-out test shards.
+"""The evaluation stage: a trained checkpoint and three classical methods on the held-out test shards.
 
 ``run_evaluation`` is what the Snakemake rule calls:
 
@@ -7,8 +7,8 @@
 2. AstroRIM: each observation is divided by the model's own per-example scale
    (``astrorim.model.normalisation.observation_scale``), reconstructed with the shard's noise level in
    the same units, and the reconstruction multiplied back by that scale, so it is in ADU like the truth;
-3. baselines (a) encoder-Theta back-projection, (b) true-Theta back-projection, (c) true-Theta/PSF
-   Tikhonov CG with lam tuned per version on validation shards (:mod:`astrorim.evaluate.baselines`);
+3. classical methods (a) encoder-Theta back-projection, (b) true-Theta back-projection, (c) true-Theta/PSF
+   Tikhonov CG with lam tuned per version on validation shards (:mod:`astrorim.evaluate.classical`);
 4. metrics per (method, example) (:mod:`astrorim.evaluate.metrics`), Table 2 and its comparison with the
    paper (:mod:`astrorim.evaluate.tables`), parameter recovery (:mod:`astrorim.evaluate.recovery`),
    figures (:mod:`astrorim.evaluate.figures`), seconds per lens of every method.
@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from astrorim import __version__
-from astrorim.evaluate import baselines, figures, leakage, recovery, tables
+from astrorim.evaluate import classical, figures, leakage, recovery, tables
 from astrorim.evaluate.metrics import batch_metrics
 from astrorim.io.shards import ShardError, read_shard
 from astrorim.params import PARAMETER_NAMES
@@ -53,13 +53,13 @@ class EvaluationSettings:
     figure_rows_per_version: int = 3
     n_failures: int = 10
     n_tune_per_version: int = 8
-    lambda_grid: tuple[float, ...] = baselines.DEFAULT_LAMBDA_GRID
+    lambda_grid: tuple[float, ...] = classical.DEFAULT_LAMBDA_GRID
     cg_max_iter: int = 400
     cg_tol: float = 1e-5
     tikhonov_lambda: dict[str, float] | None = None  # fixed lam per version: skips tuning (tests)
     threads: int | None = None
-    # AstroRIM and baseline (a) only: auto | cpu | cuda[:N] (cuda without a GPU is an error); the other
-    # baselines are CPU code (scipy CG, numpy), and every metric is scikit-image's, on the CPU.
+    # AstroRIM and classical method (a) only: auto | cpu | cuda[:N] (cuda without a GPU is an error); the other
+    # classical methods are CPU code (scipy CG, numpy), and every metric is scikit-image's, on the CPU.
     device: str = "cpu"
 
 
@@ -110,7 +110,7 @@ def load_examples(paths: Sequence[str | os.PathLike], limit_per_version: int | N
         for name in ("observed", "source", "psf", "noise_sigma"):
             parts[name].append(s.arrays[name][:n])
         if have_diag:
-            parts["lens_light"].append(baselines.lens_light({k: v[:n] for k, v in s.diagnostics.items()}))
+            parts["lens_light"].append(classical.lens_light({k: v[:n] for k, v in s.diagnostics.items()}))
         truth = s.truth.iloc[:n].copy()
         for key in ("version", "seed", "phase", "split"):
             truth[key] = s.attrs[key]
@@ -165,7 +165,7 @@ def _bar(iterable, desc: str, total: int | None = None):
 
 # --------------------------------------------------------------------------------------------- methods
 def run_model(model, ex: ExampleSet, batch_size: int, device: str = "cpu") -> dict:
-    """AstroRIM and baseline (a) on every example: reconstructions [ADU], encoder parameters, timings.
+    """AstroRIM and classical method (a) on every example: reconstructions [ADU], encoder parameters, timings.
 
     AstroRIM runs through the project's inference API (``astrorim.inference.reconstruct``: per-example
     robust-max normalisation, reconstruction, flux scale undone) with the shard's true noise level.
@@ -206,8 +206,8 @@ def run_true_backprojection(ex: ExampleSet, batch_size: int) -> tuple[np.ndarray
     out, timer = [], Timer()
     for sl in _bar(_batches(len(ex), batch_size), "(b) true-Theta F^T y", total=-(-len(ex) // batch_size)):
         with timer:
-            op = baselines.true_operator(ex.truth.iloc[sl], ex.psf[sl], ex.npix)
-            out.append(baselines.backprojection(op, torch.from_numpy(ex.observed[sl])).float().numpy())
+            op = classical.true_operator(ex.truth.iloc[sl], ex.psf[sl], ex.npix)
+            out.append(classical.backprojection(op, torch.from_numpy(ex.observed[sl])).float().numpy())
     return np.concatenate(out), timer.per(len(ex))
 
 
@@ -224,9 +224,9 @@ def tune_tikhonov(val: ExampleSet, settings: EvaluationSettings) -> tuple[dict[s
         sub = val.subset((val.truth["version"] == version).to_numpy())
         batches = []
         for sl in _batches(len(sub), settings.batch_size):
-            op = baselines.true_operator(sub.truth.iloc[sl], sub.psf[sl], sub.npix)
+            op = classical.true_operator(sub.truth.iloc[sl], sub.psf[sl], sub.npix)
             batches.append((op, _tikhonov_data(sub, sl), sub.source[sl]))
-        lam, scan = baselines.tune_lambda(batches, settings.lambda_grid, settings.cg_max_iter, settings.cg_tol)
+        lam, scan = classical.tune_lambda(batches, settings.lambda_grid, settings.cg_max_iter, settings.cg_tol)
         chosen[version] = lam
         if lam in (min(settings.lambda_grid), max(settings.lambda_grid)):
             print(f"warning: Tikhonov lam for {version} is at the edge of the grid ({lam:g}); widen "
@@ -254,8 +254,8 @@ def run_tikhonov(ex: ExampleSet, lam_by_version: dict[str, float], settings: Eva
             if not np.array_equal(np.arange(sl.start, sl.stop), rows):
                 raise AssertionError("examples of one version are not contiguous")
             with timer:
-                op = baselines.true_operator(ex.truth.iloc[sl], ex.psf[sl], ex.npix)
-                res = baselines.tikhonov(op, torch.from_numpy(_tikhonov_data(ex, sl)), lam_by_version[version],
+                op = classical.true_operator(ex.truth.iloc[sl], ex.psf[sl], ex.npix)
+                res = classical.tikhonov(op, torch.from_numpy(_tikhonov_data(ex, sl)), lam_by_version[version],
                                          max_iter=settings.cg_max_iter, tol=settings.cg_tol)
             out[sl] = res.x.float().numpy()
             diag.append(pd.DataFrame({"version": version, "index": ex.truth["index"].iloc[sl].to_numpy(),
@@ -272,7 +272,7 @@ def per_example_metrics(ex: ExampleSet, estimates: dict[str, np.ndarray]) -> pd.
     for method, est in estimates.items():
         if est.shape != ex.source.shape:
             raise ValueError(f"{method}: estimates have shape {est.shape}, truth {ex.source.shape}")
-        baselines.finite_or_raise(est, method)
+        classical.finite_or_raise(est, method)
         rows = batch_metrics(ex.source, est, ex.observed, labels=labels)
         frame = pd.DataFrame(rows)
         ids = ex.truth[list(ID_COLUMNS) + ["shard"]].reset_index(drop=True)
@@ -332,7 +332,7 @@ def evaluate_examples(ex: ExampleSet, model=None, val: ExampleSet | None = None,
             raise ValueError("Tikhonov lam must be tuned on validation examples (val) or given (tikhonov_lambda)")
         if (val.lens_light is None) != (ex.lens_light is None):
             raise ValueError("validation and test shards must both store diagnostics, or both not: the "
-                             "Tikhonov baseline would be tuned on differently prepared data")
+                             "Tikhonov inversion would be tuned on differently prepared data")
         t0 = time.perf_counter()
         lam, scan = tune_tikhonov(val, settings)
         stage("tikhonov_tuning", t0)
@@ -372,7 +372,7 @@ class OutputDirs:
 
 def output_files(dirs: OutputDirs, with_model: bool = True) -> list[Path]:
     """Every file ``write_outputs`` writes (the rule's outputs)."""
-    files = [dirs.tables / "baselines.csv", dirs.tables / "baselines.tex", dirs.tables / "tikhonov_lambda.csv",
+    files = [dirs.tables / "methods.csv", dirs.tables / "methods.tex", dirs.tables / "tikhonov_lambda.csv",
              dirs.metrics / "evaluate.json", dirs.metrics / "per_example.csv",
              dirs.figures / "metric_distributions.png"]
     if with_model:
@@ -401,11 +401,11 @@ def write_outputs(result: EvaluationResult, dirs: OutputDirs, paper_table: str |
 
     methods = tables.methods_table(pe, {m: t["wall"] for m, t in result.timing.items()},
                                    {m: t["cpu"] for m, t in result.timing.items()})
-    put_csv(methods, dirs.tables / "baselines.csv")
+    put_csv(methods, dirs.tables / "methods.csv")
     put_text(tables.methods_latex(methods, METHOD_LABELS,
                                   "All methods on the same test examples: SSIM mean (paper settings) / median MSE "
                                   "per subset, on per-example [0, 1]-normalised images; seconds per lens on CPU."),
-             dirs.tables / "baselines.tex")
+             dirs.tables / "methods.tex")
     lam = pd.DataFrame({"version": list(result.lambda_by_version), "lam": list(result.lambda_by_version.values())})
     if result.lambda_scan is not None:
         lam = result.lambda_scan

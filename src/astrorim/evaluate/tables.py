@@ -1,4 +1,4 @@
-"""Stratified summaries of per-example metrics: Table 2, the comparison with the paper, the baselines.
+"""Stratified summaries of per-example metrics: Table 2, the comparison with the paper, every method side by side.
 
 Input everywhere is the long per-example DataFrame written by the pipeline (one row per
 (method, example); columns ``method``, ``version`` and :data:`astrorim.evaluate.metrics.METRIC_COLUMNS`).
@@ -247,7 +247,7 @@ def comparison_latex(comparison: pd.DataFrame, caption: str, label: str = "tab:t
 
 
 def methods_latex(methods: pd.DataFrame, labels: dict[str, str], caption: str,
-                  label: str = "tab:baselines",
+                  label: str = "tab:methods",
                   subsets: Iterable[str] = ("All", "v1", "v2", "v3", "v4", "v5-6")) -> str:
     """Compact LaTeX of all methods: 'SSIM mean / MSE median' per subset, wall / CPU seconds per lens."""
     subsets = list(subsets)

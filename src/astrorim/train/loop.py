@@ -8,7 +8,7 @@ Files of a phase's output directory ``out_dir`` (e.g. results/quick/models/initi
     out_dir/resume/steps.csv                       the per-step log (below), appended to
     out_dir/last.pt, best.pt, metrics.csv,         the published outputs: hard links to (or copies of)
       steps.csv                                    the files above, refreshed at every epoch end
-    out_dir/summary.json                           final metrics and baselines, written at the end
+    out_dir/summary.json                           final metrics and reference sources (adjoint, x0, zero), written at the end
 
 ``steps.csv`` has a row every ``training.log_every_steps`` optimiser steps and at each epoch end:
 ``phase, epoch, step, samples``, then ``lr_<component>`` for each parameter-group component (``lr_forward``,
@@ -381,9 +381,9 @@ class PhaseRun:
                    samples_per_s=sums.get("n", 0) / max(sums["_elapsed"], 1e-9), is_best=int(is_best))
         return row
 
-    def _validate(self, baselines: bool = False) -> dict:
+    def _validate(self, reference_sources: bool = False) -> dict:
         return validate(self.ema.model, self.val_loader, self.precision, loss_cfg=self.training.loss,
-                        n_iter=self.n_iter, noise=self.noise, device=self.device, baselines=baselines)
+                        n_iter=self.n_iter, noise=self.noise, device=self.device, reference_sources=reference_sources)
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
@@ -434,11 +434,11 @@ class PhaseRun:
         return summary
 
     def _summary(self, seconds: float) -> dict:
-        """Best-checkpoint metrics on the validation set, with the adjoint and zero baselines."""
+        """Best-checkpoint metrics on the validation set, with the adjoint, x0 and zero reference sources."""
         best_path = self.out_dir / "best.pt"
         ckpt = read_checkpoint(best_path)
         self.ema.model.load_state_dict(ckpt["ema_state"], strict=True)
-        val = self._validate(baselines=True)
+        val = self._validate(reference_sources=True)
         train_seconds = sum(r["epoch_s"] for r in self.history)
         return {"phase": self.phase, "config_hash": self.hash, "epochs_run": self.epoch,
                 "stop_reason": self.stop_reason, "best_epoch": self.best["epoch"], "global_step": self.global_step,

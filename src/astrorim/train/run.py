@@ -190,7 +190,7 @@ def run_snakemake_job(smk, phase: str) -> dict:
              threads, smk.threads, out_dir, out_dir)
     summary = train_phase(smk.config, phase, out_dir=out_dir, manifest=smk.input["manifest"],
                           init_checkpoint=init, encoder_checkpoint=encoder, stop_flag=flag)
-    log.info("done: best epoch %s, val MSE %.4g, SSIM %.4f (adjoint baseline MSE %.4g)", summary["best_epoch"],
+    log.info("done: best epoch %s, val MSE %.4g, SSIM %.4f (adjoint back-projection MSE %.4g)", summary["best_epoch"],
              summary["val"]["mse"], summary["val"]["ssim"], summary["val"]["adjoint_mse"])
     return summary
 

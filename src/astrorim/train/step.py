@@ -202,11 +202,11 @@ class StepSums:
 
 @torch.no_grad()
 def validate(model, loader, precision: Precision, *, loss_cfg, n_iter: int | None, noise: str,
-             device: torch.device, baselines: bool = False, progress=None) -> dict[str, float]:
+             device: torch.device, reference_sources: bool = False, progress=None) -> dict[str, float]:
     """Mean loss terms and metrics over a loader (model in eval mode).
 
     Keys: loss terms (per-batch means weighted by batch size), 'mse' ([0, 1] images, paper metric),
-    'ssim', 'mse_model' (normalised flux units); with ``baselines`` also the same for the adjoint
+    'ssim', 'mse_model' (normalised flux units); with ``reference_sources`` also the same for the adjoint
     back-projection F^T y ('adjoint_*'), the RIM's flux-scaled start x_0 ('x0_*') and an all-zero
     source ('zero_*').  Everything is computed and summed on ``device`` (SSIM by
     :func:`astrorim.train.metrics.image_metrics_torch`, the evaluation protocol's settings) and read back
@@ -230,7 +230,7 @@ def validate(model, loader, precision: Precision, *, loss_cfg, n_iter: int | Non
             if k != "mse":
                 add(k, v * b)
         candidates = {"": out["source"]}
-        if baselines:
+        if reference_sources:
             op = model.forward_operator.bind(out["params"])
             candidates["adjoint_"] = op.adjoint(y)
             candidates["x0_"] = model.rim.initial_source(y, op)

@@ -1,7 +1,7 @@
 """The high-S/N phi error of every paper-003 source prior measured so far, in one table and one figure.
 
-    python benchmarks/baseline_phi_bias_summary.py
-    # -> results/benchmarks/baseline_phi_bias.csv, baseline_phi_bias.png and baseline_phi_bias_misfit.png
+    python studies/baseline_phi_bias_summary.py
+    # -> results/studies/baseline_phi_bias.csv, baseline_phi_bias.png and baseline_phi_bias_misfit.png
 
 Fits nothing: it reads the committed ``baseline_map_convergence.py`` results listed in ``MEASUREMENTS`` (which prior,
 which experiment, which file) and the truth of each system from the configuration that each file names.  For every
@@ -39,11 +39,11 @@ from astrorim.baseline.plots import plt, save_figure  # noqa: E402
 from astrorim.config import ConfigError, load_config  # noqa: E402
 from astrorim.io.atomic import atomic_path  # noqa: E402
 
-BENCH = "results/benchmarks"
+STUDIES = "results/studies"
 
 
 class Measurement(NamedTuple):
-    prior: str  # the source prior, as docs/baseline.md names it
+    prior: str  # the source prior, as docs/baseline-findings.md names it
     experiment: str  # one of EXPERIMENTS
     path: str  # a baseline_map_convergence.py result, relative to the repository
 
@@ -56,31 +56,31 @@ PRIORS = (W16_150, W32_120, W16_450, W64_43, W64_124)
 W16_150_RETRAINED = "width 16, 150 ep, retrained"  # cpu_small's configuration trained again for the misfit scan
 
 MEASUREMENTS = (
-    Measurement(W16_150, "shear free", f"{BENCH}/baseline_map_phi_starts_system1.json"),
-    Measurement(W16_150, "shear free", f"{BENCH}/baseline_map_phi_starts_system2.json"),
-    Measurement(W16_150, "well-specified control", f"{BENCH}/baseline_map_convergence_vae150_control_polish.json"),
-    Measurement(W16_150, "seen source", f"{BENCH}/baseline_map_seen_source_system1.json"),
-    Measurement(W16_150, "seen source", f"{BENCH}/baseline_map_seen_source_system2.json"),
-    Measurement(W32_120, "shear free", f"{BENCH}/baseline_map_convergence_vae32_long_system1.json"),
-    Measurement(W32_120, "shear free", f"{BENCH}/baseline_map_convergence_vae32_long_system2.json"),
-    Measurement(W16_450, "shear free", f"{BENCH}/baseline_map_convergence_vae16_450_system1.json"),
-    Measurement(W16_450, "shear free", f"{BENCH}/baseline_map_convergence_vae16_450_system2.json"),
-    Measurement(W16_450, "shear pinned", f"{BENCH}/baseline_map_convergence_vae16_450_pinned_shear_system1.json"),
-    Measurement(W16_450, "shear pinned", f"{BENCH}/baseline_map_convergence_vae16_450_pinned_shear_system2.json"),
+    Measurement(W16_150, "shear free", f"{STUDIES}/baseline_map_phi_starts_system1.json"),
+    Measurement(W16_150, "shear free", f"{STUDIES}/baseline_map_phi_starts_system2.json"),
+    Measurement(W16_150, "well-specified control", f"{STUDIES}/baseline_map_convergence_vae150_control_polish.json"),
+    Measurement(W16_150, "seen source", f"{STUDIES}/baseline_map_seen_source_system1.json"),
+    Measurement(W16_150, "seen source", f"{STUDIES}/baseline_map_seen_source_system2.json"),
+    Measurement(W32_120, "shear free", f"{STUDIES}/baseline_map_convergence_vae32_long_system1.json"),
+    Measurement(W32_120, "shear free", f"{STUDIES}/baseline_map_convergence_vae32_long_system2.json"),
+    Measurement(W16_450, "shear free", f"{STUDIES}/baseline_map_convergence_vae16_450_system1.json"),
+    Measurement(W16_450, "shear free", f"{STUDIES}/baseline_map_convergence_vae16_450_system2.json"),
+    Measurement(W16_450, "shear pinned", f"{STUDIES}/baseline_map_convergence_vae16_450_pinned_shear_system1.json"),
+    Measurement(W16_450, "shear pinned", f"{STUDIES}/baseline_map_convergence_vae16_450_pinned_shear_system2.json"),
     Measurement(W64_43, "shear free",
-                f"{BENCH}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system1.json"),
+                f"{STUDIES}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system1.json"),
     Measurement(W64_43, "shear free",
-                f"{BENCH}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system2.json"),
+                f"{STUDIES}/prior_study_vae64_cpu/baseline_map_convergence_cpu_small_vae64_system2.json"),
     Measurement(W64_124, "shear free",
-                f"{BENCH}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system1.json"),
+                f"{STUDIES}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system1.json"),
     Measurement(W64_124, "shear free",
-                f"{BENCH}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system2.json"),
-    Measurement(W64_124, "shear pinned", f"{BENCH}/baseline_map_convergence_vae64_124ep_pinned_shear_system1.json"),
-    Measurement(W64_124, "shear pinned", f"{BENCH}/baseline_map_convergence_vae64_124ep_pinned_shear_system2.json"),
+                f"{STUDIES}/prior_study_vae64_cpu_124ep/baseline_map_convergence_cpu_small_vae64_system2.json"),
+    Measurement(W64_124, "shear pinned", f"{STUDIES}/baseline_map_convergence_vae64_124ep_pinned_shear_system1.json"),
+    Measurement(W64_124, "shear pinned", f"{STUDIES}/baseline_map_convergence_vae64_124ep_pinned_shear_system2.json"),
 )
 
 MISFIT_FRACTIONS = ("0", "0.25", "0.5", "0.75", "1")
-MISFIT_SCAN = tuple(Measurement(W16_150_RETRAINED, "misfit scan", f"{BENCH}/baseline_map_misfit/{system}_f{f}.json")
+MISFIT_SCAN = tuple(Measurement(W16_150_RETRAINED, "misfit scan", f"{STUDIES}/baseline_map_misfit/{system}_f{f}.json")
                     for system in ("system1", "system2") for f in MISFIT_FRACTIONS)
 
 STARTS = ("prior centre", "truth")  # the starts every file has; the phi-moved starts of the scan are left out
@@ -236,9 +236,9 @@ def plot_misfit(rows: list[dict], path: Path, target_pct: float = 1.0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out-csv", type=Path, default=REPO / BENCH / "baseline_phi_bias.csv")
-    parser.add_argument("--out-png", type=Path, default=REPO / BENCH / "baseline_phi_bias.png")
-    parser.add_argument("--out-misfit-png", type=Path, default=REPO / BENCH / "baseline_phi_bias_misfit.png")
+    parser.add_argument("--out-csv", type=Path, default=REPO / STUDIES / "baseline_phi_bias.csv")
+    parser.add_argument("--out-png", type=Path, default=REPO / STUDIES / "baseline_phi_bias.png")
+    parser.add_argument("--out-misfit-png", type=Path, default=REPO / STUDIES / "baseline_phi_bias_misfit.png")
     args = parser.parse_args(argv)
     rows = collect()
     write_csv(rows, args.out_csv)

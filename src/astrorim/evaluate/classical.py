@@ -1,4 +1,4 @@
-"""Classical baselines evaluated on the same test examples and with the same metrics as AstroRIM.
+"""Classical methods evaluated on the same test examples and with the same metrics as AstroRIM.
 
 All three return source estimates in the simulator's flux units [ADU per pixel], so that the
 evaluation's normalisation (divide by the truth's peak, see metrics.py) treats them exactly like

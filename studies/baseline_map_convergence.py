@@ -1,6 +1,6 @@
 """Does the paper-003 MAP fit converge?  One workflow mock, one start, several (steps, learning rate) schedules.
 
-    python benchmarks/baseline_map_convergence.py --config config/cpu_small.yaml --system system1 --noise high
+    python studies/baseline_map_convergence.py --config config/cpu_small.yaml --system system1 --noise high
 
 Reads the mock and the trained VAE the workflow wrote under the configuration's results_dir (run
 ``snakemake baseline_mocks baseline_train_vae --configfile CONFIG`` first).  Each schedule ``STEPS:LR`` runs one
@@ -33,7 +33,7 @@ only with other pinned runs.
 For each run: the log posterior log p(obs, Theta) [nats], the nats gained over the last tenth of
 the steps, wall and CPU seconds, and the relative errors of the lens parameters.
 
-Writes ``--out`` (default results/benchmarks/baseline_map_convergence.json) atomically.
+Writes ``--out`` (default results/studies/baseline_map_convergence.json) atomically.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when imported from elsewhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _config, _machine (shared with benchmarks/)
 
 from astrorim.baseline.io import load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
@@ -145,7 +145,7 @@ def main(argv=None) -> dict:
                         help="run only the prior-centre starts (schedules and --phi-start) or only the truth start")
     parser.add_argument("--device", default="cpu", help="where the images are rendered: cpu, cuda[:N] or auto")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="results/benchmarks/baseline_map_convergence.json")
+    parser.add_argument("--out", default="results/studies/baseline_map_convergence.json")
     args = parser.parse_args(argv)
     phi_support = LENS_PRIORS["phi"]
     for phi in args.phi_start or []:

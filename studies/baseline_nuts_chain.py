@@ -1,11 +1,11 @@
 """A longer NUTS chain than the workflow's, from the workflow's own MAP point (paper-003 baseline).
 
-    python benchmarks/baseline_nuts_chain.py --config config/cpu_small_vae16_450.yaml --system system1 \
+    python studies/baseline_nuts_chain.py --config config/cpu_small_vae16_450.yaml --system system1 \
         --noise high --warmup 100 --samples 500 --max-tree-depth 6 \
-        --out results/benchmarks/baseline_nuts_chain_vae16_450_system1.json
+        --out results/studies/baseline_nuts_chain_vae16_450_system1.json
 
 The CPU-scale workflow runs 50 + 100 NUTS steps per (system, noise level), and their posterior means carry
-a Monte Carlo error of ~0.3 posterior sd (effective sample size of phi 12-13, docs/baseline.md).  This
+a Monte Carlo error of ~0.3 posterior sd (effective sample size of phi 12-13, docs/baseline-findings.md).  This
 runs the same sampler (``stages.nuts_stage``: same model, VAE, mock, MAP start and target acceptance) with
 the warmup, sample count and tree depth given here, and reports each lens parameter's posterior against
 the truth with its Monte Carlo standard error (sd / sqrt(ESS)) and the means of the chain's two halves,
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _config, _machine (shared with benchmarks/)
 
 from astrorim.baseline import stages, summary  # noqa: E402
 from astrorim.baseline.io import save_json  # noqa: E402

@@ -1,9 +1,9 @@
 """Train a paper-003 source prior and measure it at high S/N, in one command, without Snakemake.
 
     # here: a float16 copy of the VAE data, small enough to travel to the device machine (64 MiB in all)
-    python benchmarks/baseline_prior_study.py pack data/cpu_small/baseline/vae_data.h5 .devcarry/vae_data_f16.h5
-    # there (or anywhere): the VAE stage, then the MAP convergence and fidelity benchmarks with that VAE
-    python benchmarks/baseline_prior_study.py run --config config/cpu_small_vae64.yaml \
+    python studies/baseline_prior_study.py pack data/cpu_small/baseline/vae_data.h5 .devcarry/vae_data_f16.h5
+    # there (or anywhere): the VAE stage, then the MAP convergence and fidelity studies with that VAE
+    python studies/baseline_prior_study.py run --config config/cpu_small_vae64.yaml \
         --data .devcarry/vae_data_f16.h5 --mocks-from results/cpu_small/baseline/mocks --threads 3 \
         --fit-device auto --deadline-s 540 --out-dir OUT
 
@@ -12,7 +12,7 @@ Snakemake nor DVC).  ``run`` does what ``snakemake baseline_train_vae`` does for
 ``stages.train_vae_stage``, so ``baseline.vae.device`` decides where it trains), takes the committed mocks
 (``--mocks-from``: the mocks of cpu_small and its variants regenerate byte-identical, and the test split of a
 packed file is rounded), then runs, in parallel processes, ``baseline_map_convergence.py`` for every mock
-system at high S/N (the runs of docs/baseline.md: the prior-centre start, and the truth start with an L-BFGS
+system at high S/N (the runs of docs/baseline-findings.md: the prior-centre start, and the truth start with an L-BFGS
 polish, each in a process of its own, joined into one file per system) and
 ``baseline_source_prior_fidelity.py``.  The results go under the configuration's results_dir as the workflow
 would write them, and the files a reader needs are copied flat into ``--out-dir``: training.json and the VAE
@@ -54,7 +54,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
-sys.path.insert(0, str(HERE))  # _config, also when imported from elsewhere
+sys.path.insert(0, str(HERE))  # baseline_map_convergence, also when imported from elsewhere
+sys.path.insert(0, str(HERE.parent / "benchmarks"))  # _config, _machine (shared with benchmarks/)
 
 from astrorim.baseline import data as vae_data  # noqa: E402
 from astrorim.baseline import stages  # noqa: E402
@@ -311,7 +312,7 @@ def run(args, parser) -> dict:
                "machine": torch_machine(), "wall_s": time.perf_counter() - started}
     save_json(out_dir / "prior_study.json", summary)
     if failed or unfinished:
-        raise SystemExit(f"benchmarks failed: {failed}; stopped at the deadline: {unfinished} (logs in {parts_dir})")
+        raise SystemExit(f"studies failed: {failed}; stopped at the deadline: {unfinished} (logs in {parts_dir})")
     return summary
 
 

@@ -1,6 +1,6 @@
 """How well can each trained VAE draw the workflow's mock sources?  The source prior's fidelity, per mock.
 
-    python benchmarks/baseline_source_prior_fidelity.py --config config/cpu_small.yaml \
+    python studies/baseline_source_prior_fidelity.py --config config/cpu_small.yaml \
         --vae w16=results/cpu_small/baseline/vae/vae.pt --map-dir w16=results/cpu_small/baseline/map
 
 The paper-003 fit can only place and lens a source that its VAE decoder can draw; where the decoder cannot
@@ -18,7 +18,7 @@ on the 64 x 64 peak-normalised true source:
 
 With ``--map-dir LABEL=DIR`` (a workflow ``baseline/map`` folder) the high-S/N MAP errors of that VAE's fits
 (``SYSTEM_high.json``) are put beside its fidelity.  Writes ``--out`` (default
-results/benchmarks/baseline_source_prior_fidelity.json) atomically.
+results/studies/baseline_source_prior_fidelity.json) atomically.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when imported from elsewhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _config, _machine (shared with benchmarks/)
 
 from astrorim.baseline.io import load_json, load_vae, save_json  # noqa: E402
 from astrorim.baseline.latent_prior import encode_means  # noqa: E402
@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="results/benchmarks/baseline_source_prior_fidelity.json")
+    parser.add_argument("--out", default="results/studies/baseline_source_prior_fidelity.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config_path = Path(args.config)
