@@ -53,6 +53,7 @@ wildcard_constraints:
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/fit.smk"
 include: "workflow/rules/real_lenses.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
@@ -64,6 +65,7 @@ rule all:
         manifest_paths(),
         rules.train_all.input,
         rules.evaluate.output,
+        rules.evaluate_fit.output if FIT_SETTINGS.enabled else [],
         rules.table1.output,
         rules.baseline_all.input,
         rules.headline_evaluation.output,
