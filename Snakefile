@@ -69,6 +69,7 @@ rule all:
         rules.table1.output,
         rules.baseline_all.input,
         rules.headline_evaluation.output,
+        rules.headline_fit.output if FIT_SETTINGS.enabled else [],
         rules.headline_real_lenses.output,
         rules.headline_vae.output,
         rules.headline_comparison.output,
