@@ -53,8 +53,8 @@ wildcard_constraints:
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/fit.smk"
 include: "workflow/rules/real_lenses.smk"
+include: "workflow/rules/fit.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
 
@@ -67,6 +67,7 @@ rule all:
         rules.evaluate.output,
         rules.evaluate_fit.output if FIT_SETTINGS.enabled else [],
         rules.table1.output,
+        rules.table1_fit.output if FIT_SETTINGS.enabled else [],
         rules.baseline_all.input,
         rules.headline_evaluation.output,
         rules.headline_fit.output if FIT_SETTINGS.enabled else [],

@@ -2,7 +2,7 @@
 # forward operator, beside the network's own, on the first `evaluation.fit.max_per_version` test examples of each
 # version (one job per test shard, so Snakemake spreads them), then Table 2, the paper comparison, parameter
 # recovery, the before/after figure and the calibration of the Laplace errors on those examples.
-# Needs common.smk and evaluate.smk (evaluation_checkpoint, EVAL_TABLES/FIGURES/METRICS).
+# Needs common.smk, evaluate.smk (evaluation_checkpoint, EVAL_TABLES/FIGURES/METRICS) and real_lenses.smk.
 #   snakemake evaluate_fit --configfile config/quick.yaml
 from astrorim.evaluate.fit_rows import FitSettings, examples_to_fit  # noqa: E402
 from astrorim.plan import shard_plan  # noqa: E402
@@ -110,3 +110,53 @@ rule evaluate_fit:
         runtime=10,
     script:
         "../../scripts/fit_report.py"
+
+
+# Real lenses: the same fit on each catalogue lens (its cut-out PSF and noise map, the quasar images masked), and
+# Table 1 with the fit's columns beside AstroRIM's and the lenstronomy reference's.  Needs real_lenses.smk.
+#   snakemake table1_fit --configfile config/quick.yaml
+rule real_lens_fit:
+    input:
+        catalogue=REAL_CATALOGUE,
+        checkpoint=real_lens_checkpoint,
+        reference=rules.real_lens_reference.output.json,
+    output:
+        json=f"{REAL}/{{lens}}/fit.json",
+    log:
+        f"{LOGS}/real_lenses/{{lens}}/fit.log",
+    benchmark:
+        f"{BENCH}/real_lenses/{{lens}}/fit.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../../scripts/real_lens_fit.py"
+
+
+rule table1_fit:
+    input:
+        table1=rules.table1.output.csv,
+        fits=expand(f"{REAL}/{{lens}}/fit.json", lens=config["real_lenses"]["lenses"]),
+    output:
+        csv=report(
+            f"{RESULTS}/tables/table1_fit.csv",
+            caption="../report/table1_fit.rst",
+            category="Real lenses",
+            subcategory="Table 1",
+        ),
+        tex=f"{RESULTS}/tables/table1_fit.tex",
+    log:
+        f"{LOGS}/real_lenses/table1_fit.log",
+    benchmark:
+        f"{BENCH}/real_lenses/table1_fit.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../../scripts/real_table1_fit.py"
