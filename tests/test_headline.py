@@ -61,6 +61,7 @@ def test_vae_and_comparison_headlines():
 @pytest.mark.parametrize("run, kind, source", [
     ("cpu_medium", "evaluation", "metrics/evaluate.json"),
     ("cpu_medium", "real_lenses", "tables/table1.csv"),
+    ("cpu_pretrain", "fit", "metrics/fit.json"),
     ("cpu_small", "evaluation", "metrics/evaluate.json"),
     ("cpu_small", "real_lenses", "tables/table1.csv"),
     ("cpu_small", "vae", "baseline/vae/training.json"),
