@@ -62,6 +62,7 @@ def test_vae_and_comparison_headlines():
     ("cpu_medium", "evaluation", "metrics/evaluate.json"),
     ("cpu_medium", "real_lenses", "tables/table1.csv"),
     ("cpu_pretrain", "fit", "metrics/fit.json"),
+    ("cpu_pretrain", "real_lenses", "tables/table1.csv"),
     ("cpu_small", "evaluation", "metrics/evaluate.json"),
     ("cpu_small", "real_lenses", "tables/table1.csv"),
     ("cpu_small", "vae", "baseline/vae/training.json"),

@@ -121,7 +121,10 @@ def table1_with_fit(table1: pd.DataFrame, fits: list[dict]) -> pd.DataFrame:
     out = table1.copy()
     cols: dict[str, list] = {c: [] for c in FIT_COLUMNS}
     for _, row in table1.iterrows():
-        f = by_name.get(row["lens"], {})
+        # a paper lens is listed as "<paper name> (<catalogue name>)" (astrorim.real.tables)
+        label = str(row["lens"])
+        inner = label[label.rfind("(") + 1:-1] if label.endswith(")") and "(" in label else label
+        f = by_name.get(label, by_name.get(inner, {}))
         ok = f.get("status") == "ok"
         theta = f.get("theta_e_fit_arcsec") if ok else None
         ref = pd.to_numeric(row.get("theta_e_ref_arcsec"), errors="coerce")
