@@ -54,6 +54,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/real_lenses.smk"
+include: "workflow/rules/fit.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/headline.smk"
 include: "workflow/rules/studies.smk"
@@ -66,9 +67,12 @@ rule all:
         manifest_paths(),
         rules.train_all.input,
         rules.evaluate.output,
+        rules.evaluate_fit.output if FIT_SETTINGS.enabled else [],
         rules.table1.output,
+        rules.table1_fit.output if FIT_SETTINGS.enabled else [],
         rules.baseline_all.input,
         rules.headline_evaluation.output,
+        rules.headline_fit.output if FIT_SETTINGS.enabled else [],
         rules.headline_real_lenses.output,
         rules.headline_vae.output,
         rules.headline_comparison.output,

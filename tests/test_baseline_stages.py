@@ -155,18 +155,23 @@ def test_compare_puts_astrorim_map_and_nuts_side_by_side(toy, toy_run, rim_check
     table = pd.read_csv(tmp_path / "c.csv")
     per_set = table.groupby(["set", "method"]).size().to_dict()
     # 3 noise levels of one mock system; the shard holds only 2 of the 3 test examples asked for
-    assert per_set == {("mock", "astrorim"): 3, ("mock", "paper003_map"): 3, ("mock", "paper003_nuts"): 3,
-                       ("test", "astrorim"): 2, ("test", "paper003_map"): 2}
+    assert per_set == {("mock", "astrorim"): 3, ("mock", "astrorim_fit"): 3, ("mock", "paper003_map"): 3,
+                       ("mock", "paper003_nuts"): 3, ("test", "astrorim"): 2, ("test", "astrorim_fit"): 2,
+                       ("test", "paper003_map"): 2}
+    fit = table[table.method == "astrorim_fit"]
+    assert fit["fit_flag"].notna().all() and table.loc[table.method != "astrorim_fit", "fit_flag"].isna().all()
     mock_map = table[(table.set == "mock") & (table.method == "paper003_map")].set_index("example")
     for noise in NOISES:
         best = toy_run["map_info"][("system2", noise)]["best"]
         assert mock_map.loc[f"system2/{noise}", "theta_E_est"] == pytest.approx(best["r_ein"], rel=1e-6)
         assert mock_map.loc[f"system2/{noise}", "theta_E_true"] == pytest.approx(1.7)
-    with_source = table[table.method != "paper003_nuts"]
+    with_source = table[~table.method.isin(["paper003_nuts", "astrorim_fit"])]
     assert with_source["source_mse"].notna().all() and with_source["source_ssim"].between(-1, 1).all()
+    fitted = fit[~fit["fit_flag"].str.startswith("refused")]  # a refused fit has no numbers, by design
+    assert fitted["source_mse"].notna().all() and fitted["theta_E_est"].notna().all()
     assert table[table.method == "paper003_nuts"]["source_mse"].isna().all()
     assert (table["wall_s"] > 0).all()
-    assert set(summary["method"]) == {"astrorim", "paper003_map", "paper003_nuts"}
+    assert set(summary["method"]) == {"astrorim", "astrorim_fit", "paper003_map", "paper003_nuts"}
     assert (tmp_path / "c.png").stat().st_size > 20_000
 
 

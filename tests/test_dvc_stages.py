@@ -44,7 +44,7 @@ def _metric_paths(entries):
 def test_stage_metrics_are_headlines():
     """`dvc metrics show` gets a handful of numbers per stage, not the ~700 of evaluate.json."""
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    for stage in ("evaluate", "real_lenses", "baseline"):
+    for stage in ("evaluate", "fit", "real_lenses", "baseline"):
         paths = _metric_paths(dvc["stages"][stage]["do"].get("metrics"))
         assert paths and all("/metrics/headline_" in p for p in paths), (stage, paths)
         cmd = dvc["stages"][stage]["do"]["cmd"]
@@ -57,7 +57,7 @@ def test_every_committed_run_is_declared():
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     metrics = set(_metric_paths(dvc.get("metrics")))
     plots = set(_metric_paths(dvc.get("plots")))
-    sources = {"evaluation": "metrics/evaluate.json", "real_lenses": "tables/table1.csv",
+    sources = {"evaluation": "metrics/evaluate.json", "fit": "metrics/fit.json", "real_lenses": "tables/table1.csv",
                "vae": "baseline/vae/training.json", "comparison": "baseline/comparison_summary.csv"}
     runs = [p for p in sorted((REPO / "results").iterdir()) if (REPO / "config" / f"{p.name}.yaml").exists()]
     assert {"cpu_medium", "cpu_small"} <= {r.name for r in runs}

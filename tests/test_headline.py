@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from astrorim.headline import (comparison_headline, evaluation_headline, headline, real_lenses_headline,
-                               vae_headline, write_headline)
+from astrorim.headline import (comparison_headline, evaluation_headline, fit_headline, headline,
+                               real_lenses_headline, vae_headline, write_headline)
 
 
 def test_evaluation_headline_picks_the_whole_test_set():
@@ -19,6 +19,19 @@ def test_evaluation_headline_picks_the_whole_test_set():
     assert evaluation_headline(metrics) == {"n_test": 900, "ssim_mean": 0.9, "ssim_median": 0.95,
                                             "mse_median": 3e-4, "tikhonov_true_ssim_mean": 0.97,
                                             "paper_ssim_mean": 0.927}
+
+
+def test_fit_headline_reads_both_methods_over_all_versions():
+    metrics = {"n_examples": 300,
+               "astrorim": {"All": {"n": 300, "theta_e_median_abs_rel_error": 0.11, "coverage68_theta_E": None},
+                            "v1": {"n": 50, "theta_e_median_abs_rel_error": 0.9}},
+               "astrorim_fit": {"All": {"n": 300, "theta_e_median_abs_rel_error": 0.04,
+                                        "theta_e_fraction_within_5pct": 0.55, "median_chi2_per_pixel": 3.1,
+                                        "coverage68_theta_E": 0.07, "coverage95_theta_E": 0.12}}}
+    assert fit_headline(metrics) == {"n_fitted": 300, "fit_theta_e_rel_err_median": 0.04,
+                                     "network_theta_e_rel_err_median": 0.11, "fit_theta_e_within_5pct": 0.55,
+                                     "fit_chi2_per_pixel_median": 3.1, "fit_theta_e_coverage_68": 0.07,
+                                     "fit_theta_e_coverage_95": 0.12}
 
 
 def test_real_lenses_headline_skips_lenses_without_a_fit_and_the_summary_row():
@@ -48,6 +61,8 @@ def test_vae_and_comparison_headlines():
 @pytest.mark.parametrize("run, kind, source", [
     ("cpu_medium", "evaluation", "metrics/evaluate.json"),
     ("cpu_medium", "real_lenses", "tables/table1.csv"),
+    ("cpu_pretrain", "fit", "metrics/fit.json"),
+    ("cpu_pretrain", "real_lenses", "tables/table1.csv"),
     ("cpu_small", "evaluation", "metrics/evaluate.json"),
     ("cpu_small", "real_lenses", "tables/table1.csv"),
     ("cpu_small", "vae", "baseline/vae/training.json"),

@@ -90,8 +90,8 @@ def test_quick_study_runs(repo_root, tmp_path):
     config.update(run_name="ci_quick", data_dir=str(tmp_path / "data"), results_dir=str(tmp_path / "results"))
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    result = snakemake(repo_root, "evaluate", "training_curves", "--cores", "2", "--configfile", str(configfile),
-                       timeout=1200)
+    targets = ("evaluate", "evaluate_fit", "training_curves")
+    result = snakemake(repo_root, *targets, "--cores", "2", "--configfile", str(configfile), timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     for spec in shard_plan(config):
         shard = read_shard(Path(config["data_dir"]) / spec.relative_path())
@@ -106,9 +106,24 @@ def test_quick_study_runs(repo_root, tmp_path):
     assert table2.loc[table2["subset"] == "All", "n"].item() == sum(
         config["simulation"]["phases"]["test"]["counts"].values())
     assert (results / "figures" / "figure7.png").stat().st_size > 0
+    # "AstroRIM + fit" beside AstroRIM on the first evaluation.fit.max_per_version test examples of each version
+    n_fit = 6 * config["evaluation"]["fit"]["max_per_version"]
+    rows = pd.read_csv(results / "metrics" / "fit_per_example.csv")
+    assert rows.groupby("method").size().to_dict() == {"astrorim": n_fit, "astrorim_fit": n_fit}
+    assert rows.loc[rows["method"] == "astrorim_fit", "flag"].isin(
+        ["ok", "not_converged", "hit_bound", "no_uncertainty", "failed"]).all()
+    table2_fit = pd.read_csv(results / "tables" / "table2_fit.csv")
+    assert table2_fit.loc[table2_fit["subset"] == "All"].set_index("method")["n"].to_dict() == {
+        "astrorim": n_fit, "astrorim_fit": n_fit}
+    # the network's rows of the fitted examples are those of the evaluation (same call, same checkpoint)
+    per_example = pd.read_csv(results / "metrics" / "per_example.csv")
+    ours = per_example[per_example["method"] == "astrorim"].set_index(["version", "index"])["ssim"]
+    net = rows[rows["method"] == "astrorim"].set_index(["version", "index"])["ssim"]
+    pd.testing.assert_series_equal(net, ours.loc[net.index], check_exact=False, rtol=1e-4)
+    assert (results / "figures" / "fit_calibration.png").stat().st_size > 0
     assert (results / "figures" / "training_curves.png").stat().st_size > 0
 
-    report, seconds = build_report(repo_root, tmp_path / "report.html", configfile, "evaluate", "training_curves")
+    report, seconds = build_report(repo_root, tmp_path / "report.html", configfile, *targets)
     assert "Missing metadata" not in report.stdout + report.stderr  # every file has its run record
     assert seconds < 60, f"the report took {seconds:.0f} s"
     walk = browse_report(tmp_path / "report.html", tmp_path / "browser")
@@ -117,5 +132,6 @@ def test_quick_study_runs(repo_root, tmp_path):
     seen = check_browsed(walk, pngs, ["Simulation", "Training", "Evaluation"])
     for phase in ("initial", "finetune", "test"):
         assert f"{config['data_dir']}/sims/{phase}/manifest.csv" in seen, phase
-    for name in ("table2.csv", "table2_vs_paper.csv", "methods.csv", "parameter_recovery.csv"):
+    for name in ("table2.csv", "table2_vs_paper.csv", "methods.csv", "parameter_recovery.csv", "table2_fit.csv",
+                 "parameter_recovery_fit.csv", "fit_summary.csv"):
         assert seen[str(results / "tables" / name)][0]["category"] == "Evaluation", name

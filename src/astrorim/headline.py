@@ -16,7 +16,7 @@ import pandas as pd
 
 from astrorim.io.atomic import write_text_atomic
 
-KINDS = ("evaluation", "real_lenses", "vae", "comparison")
+KINDS = ("evaluation", "fit", "real_lenses", "vae", "comparison")
 
 
 def _number(value) -> float | None:
@@ -45,6 +45,23 @@ def evaluation_headline(metrics: dict) -> dict:
         "mse_median": _number(ours["mse_median"]),
         "tikhonov_true_ssim_mean": _number(tikhonov.get("ssim_mean")),
         "paper_ssim_mean": _number(paper.get("paper")),
+    }
+
+
+def fit_headline(metrics: dict) -> dict:
+    """From ``<results>/metrics/fit.json`` (rule evaluate_fit): on the fitted test lenses, the theta_E median
+    relative error of the exact fit and of the network it starts from, the fit's fraction within 5 %, its median
+    chi2/pixel and the coverage of its 68 % / 95 % theta_E intervals."""
+    fit = metrics["astrorim_fit"]["All"]
+    network = metrics["astrorim"]["All"]
+    return {
+        "n_fitted": _count(fit["n"]),
+        "fit_theta_e_rel_err_median": _number(fit["theta_e_median_abs_rel_error"]),
+        "network_theta_e_rel_err_median": _number(network["theta_e_median_abs_rel_error"]),
+        "fit_theta_e_within_5pct": _number(fit["theta_e_fraction_within_5pct"]),
+        "fit_chi2_per_pixel_median": _number(fit["median_chi2_per_pixel"]),
+        "fit_theta_e_coverage_68": _number(fit["coverage68_theta_E"]),
+        "fit_theta_e_coverage_95": _number(fit["coverage95_theta_E"]),
     }
 
 
@@ -96,6 +113,8 @@ def headline(kind: str, path: str | os.PathLike) -> dict:
     path = Path(path)
     if kind == "evaluation":
         return evaluation_headline(json.loads(path.read_text()))
+    if kind == "fit":
+        return fit_headline(json.loads(path.read_text()))
     if kind == "real_lenses":
         return real_lenses_headline(pd.read_csv(path))
     if kind == "vae":

@@ -17,9 +17,12 @@ evaluation_checkpoint = lambda wildcards: (
     config.get("evaluation", {}).get("checkpoint")
     or f"{RESULTS}/models/finetune/best.pt"
 )
-# Evaluation knobs (astrorim.evaluate.pipeline.EvaluationSettings) from the config, the checkpoint key excluded.
+# Evaluation knobs (astrorim.evaluate.pipeline.EvaluationSettings) from the config, the checkpoint key and the
+# fit's section (fit.smk) excluded.
 EVALUATION_SETTINGS = {
-    k: v for k, v in config.get("evaluation", {}).items() if k != "checkpoint"
+    k: v
+    for k, v in config.get("evaluation", {}).items()
+    if k not in ("checkpoint", "fit")
 }
 
 

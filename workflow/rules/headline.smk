@@ -25,6 +25,27 @@ rule headline_evaluation:
         "../../scripts/headline.py"
 
 
+rule headline_fit:
+    input:
+        f"{RESULTS}/metrics/fit.json",
+    output:
+        f"{HEADLINE}/headline_fit.json",
+    log:
+        f"{LOGS}/headline/fit.log",
+    benchmark:
+        f"{TIMINGS}/headline/fit.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        kind="fit",
+    script:
+        "../../scripts/headline.py"
+
+
 rule headline_real_lenses:
     input:
         f"{RESULTS}/tables/table1.csv",

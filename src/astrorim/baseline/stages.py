@@ -290,7 +290,8 @@ def compare_stage(settings: BaselineSettings, vae_path: PathLike, checkpoint: Pa
                   map_paths: dict[tuple[str, str], PathLike], nuts_json: dict[tuple[str, str], PathLike],
                   nuts_paths: dict[tuple[str, str], PathLike], table_out: PathLike, summary_out: PathLike,
                   fig_out: PathLike, progress: bool = True) -> pd.DataFrame:
-    """AstroRIM, the paper-003 MAP fit and (on the mocks) NUTS, lens by lens, on two sets:
+    """AstroRIM, AstroRIM + fit (``astrorim_fit``), the paper-003 MAP fit and (on the mocks) NUTS, lens by lens,
+    on two sets:
 
     - ``mock``: every (system, noise level) of the baseline's mock systems; MAP and NUTS results are the
       baseline's own stages' (``map_paths``, ``nuts_*``); AstroRIM sees the mock rebinned onto its grid.
@@ -307,10 +308,12 @@ def compare_stage(settings: BaselineSettings, vae_path: PathLike, checkpoint: Pa
     from astrorim.baseline.compare import (COMMON_PARAMS, AstroRIMTimer, Panel, astrorim_lens_params,
                                            comparison_figure, comparison_row, comparison_summary, fit_image,
                                            mock_on_model_grid)
+    from astrorim.baseline.compare_fit import AstroRIMFitRunner, mock_psf_kernel
 
     vae, prior, _ = io.load_vae(vae_path)
     forward = settings.forward(vae.decoder)
     rim = AstroRIMTimer(checkpoint)
+    rim_fit = AstroRIMFitRunner(rim.model, rim.device)  # "AstroRIM + fit": the network's estimate refined
     rows, panels = [], []
 
     for name, mock_path in mock_paths.items():
@@ -332,6 +335,11 @@ def compare_stage(settings: BaselineSettings, vae_path: PathLike, checkpoint: Pa
             rows.append(comparison_row("mock", example, "astrorim", truth,
                                        astrorim_lens_params(rim_params, rim.npix, grid.pixel_scale), rim_wall,
                                        true_source, rim_source, **extra))
+            fit_source, fit_params, fit_wall, fit_extra = rim_fit(
+                grid.image, grid.noise_sigma, mock_psf_kernel(settings.psf_sigma_arcsec, grid.pixel_scale),
+                grid.pixel_scale)
+            rows.append(comparison_row("mock", example, "astrorim_fit", truth, fit_params, fit_wall, true_source,
+                                       fit_source, **extra, **fit_extra))
             map_est = {COMMON_PARAMS[k]: float(fit["best_values"][k]) for k in COMMON_PARAMS}
             rows.append(comparison_row("mock", example, "paper003_map", truth, map_est, fit["wall_s"],
                                        true_source, map_source, **extra))
@@ -366,6 +374,10 @@ def compare_stage(settings: BaselineSettings, vae_path: PathLike, checkpoint: Pa
         rows.append(comparison_row("test", example, "astrorim", truth,
                                    astrorim_lens_params(rim_params, rim.npix, pixel_scale), rim_wall, true_source,
                                    rim_source, **extra))
+        fit_source, fit_params, fit_wall, fit_extra = rim_fit(observed, sigma, shard.arrays["psf"][i], pixel_scale,
+                                                              gain=float(t["gain"]) if "gain" in t.index else None)
+        rows.append(comparison_row("test", example, "astrorim_fit", truth, fit_params, fit_wall, true_source,
+                                   fit_source, **extra, **fit_extra))
         rows.append(comparison_row("test", example, "paper003_map", truth,
                                    {COMMON_PARAMS[k]: fit.params[k] for k in COMMON_PARAMS}, fit.wall_s,
                                    true_source, fit.source, **extra))
