@@ -48,7 +48,9 @@ class FitConfig:
     light_re_start: float = 0.4       # lens-light half-light radius of the starts [normalised]
     scan_b: tuple = (0.08, 0.12, 0.17, 0.24, 0.33, 0.45, 0.6, 0.8, 1.05, 1.35)  # coarse b grid
     scan_keep: int = 2                # best scan points (by evidence) added to the starts
-    scan_cg: int = 40                 # CG iterations per scan point
+    scan_cg: int = 25                 # CG iterations per scan point
+    scan_logdet_probes: int = 2       # the scan's evidence: fewer, shorter Lanczos probes (it only ranks
+    scan_logdet_steps: int = 15       # b values hundreds of nats apart)
     logdet_probes: int = 4
     logdet_steps: int = 25
     seed: int = 0
@@ -56,6 +58,12 @@ class FitConfig:
     converge_tol: float = 2e-3        # max change of the window means of any lens parameter
     laplace_step: float = 1e-4        # finite-difference step of the Jacobian / Hessian
     inflate_by_chi2: bool = True      # scale the covariance by max(1, chi^2 / pixel)
+    # Systematic 1-sigma floor per lens parameter (log b: relative), added in quadrature to the Laplace
+    # errors; calibrated on the validation split, never on test pairs (docs/fit.md).  (): none.
+    error_floor: tuple = ()            # ((name, floor), ...)
+    halo: bool = True                 # also continue every surviving start with an NFW halo (kappa_s free)
+    halo_r_s: float = 8.0             # the halo's fixed scale radius [normalised] (15" at 0.04"/pix, 96 px)
+    halo_kappa_s_start: float = 0.08  # kappa_s of the halo starts
 
 
 @dataclass
@@ -67,17 +75,19 @@ class Problem:
     kernel: torch.Tensor   # (K, K) or (B, K, K)
     lam: torch.Tensor      # (B,)
     source_radius: float | None = None  # support of the source [normalised], None: whole grid
+    halo_r_s: float | None = None       # NFW scale radius [normalised]; None: no halo term at all
 
     def take(self, index: torch.Tensor) -> "Problem":
         k = self.kernel if self.kernel.ndim == 2 else self.kernel[index]
-        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius)
+        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius, self.halo_r_s)
 
     def to(self, dtype: torch.dtype) -> "Problem":
         return Problem(self.y.to(dtype), self.weight.to(dtype), self.kernel.to(dtype), self.lam.to(dtype),
-                       self.source_radius)
+                       self.source_radius, self.halo_r_s)
 
     def system(self, theta: torch.Tensor) -> LinearSystem:
-        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius)
+        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius,
+                            self.halo_r_s)
 
 
 def solve(system: LinearSystem, y: torch.Tensor, z0: torch.Tensor | None, iters: int,
@@ -128,9 +138,10 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
 
 
 def adam_fit(problem: Problem, theta0: torch.Tensor, config: FitConfig, steps: range,
-             z0: torch.Tensor | None = None) -> dict:
+             z0: torch.Tensor | None = None, free: torch.Tensor | None = None) -> dict:
     """Adam on theta for every row of the batch (one row per start) over ``steps`` (indices into
-    the cosine schedule of config.steps); returns the final state."""
+    the cosine schedule of config.steps); ``free`` (B, P) bool: the parameters that move (default
+    all); returns the final state."""
     theta, _ = project(theta0)
     z, _ = solve(problem.system(theta), problem.y, z0, config.cg_first if z0 is None else config.cg_step,
                  config.cg_rtol)
@@ -146,6 +157,8 @@ def adam_fit(problem: Problem, theta0: torch.Tensor, config: FitConfig, steps: r
         bad = ~torch.isfinite(g).all(dim=1)
         finite &= ~bad
         g = torch.where(bad[:, None], torch.zeros_like(g), g)
+        if free is not None:
+            g = torch.where(free, g, torch.zeros_like(g))
         lr = config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(config.steps - 1, 1))))
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
