@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import torch_machine  # noqa: E402
 
+from astrorim.fit import FitConfig  # noqa: E402
 from astrorim.inference import reconstruct  # noqa: E402
 from astrorim.io.atomic import write_text_atomic  # noqa: E402
 from astrorim.io.shards import read_shard  # noqa: E402
@@ -40,17 +41,17 @@ VERSIONS = ("v1", "v2", "v3", "v4", "v5", "v6")
 LEVELS = np.linspace(0.05, 0.99, 20)
 
 
-def _shard_paths(root: Path, version: str) -> list[Path]:
-    paths = sorted((root / version / "test").glob("shard-*.h5"))
+def _shard_paths(root: Path, version: str, split: str = "test") -> list[Path]:
+    paths = sorted((root / version / split).glob("shard-*.h5"))
     if not paths:
-        raise SystemExit(f"no shards under {root / version / 'test'}")
+        raise SystemExit(f"no shards under {root / version / split}")
     return paths
 
 
-def load_examples(root: Path, version: str, n: int) -> dict:
+def load_examples(root: Path, version: str, n: int, split: str = "test") -> dict:
     """The first n examples of a version: observed, psf, noise_sigma, gain, truth rows."""
     obs, psf, sig, truth = [], [], [], []
-    for path in _shard_paths(root, version):
+    for path in _shard_paths(root, version, split):
         shard = read_shard(path)
         a = shard.arrays
         need = n - sum(len(o) for o in obs)
@@ -62,19 +63,21 @@ def load_examples(root: Path, version: str, n: int) -> dict:
             "truth": pd.concat(truth, ignore_index=True)}
 
 
-def fit_row(model, ex: dict, i: int, version: str) -> dict:
+def fit_row(model, ex: dict, i: int, version: str, config: FitConfig | None = None) -> dict:
     t = ex["truth"].iloc[i]
     t0 = time.perf_counter()
     res = reconstruct(ex["observed"][i], model, noise_sigma=float(ex["noise_sigma"][i]), psf=ex["psf"][i],
-                      pixel_scale=float(t["pixel_scale"]), refine=True, gain=float(t["gain"]), device="cpu")
+                      pixel_scale=float(t["pixel_scale"]), refine=True, gain=float(t["gain"]), device="cpu",
+                      fit_config=config)
     seconds = time.perf_counter() - t0
     p = res.params.iloc[0]
     row = {"version": version, "index": int(t["index"]), "seconds": seconds,
            "true_theta_e": float(t["theta_E"]), "true_e1": float(t["e1"]), "true_e2": float(t["e2"]),
            "true_gamma1": float(t["gamma1"]), "true_gamma2": float(t["gamma2"]),
-           "true_x0": float(t["norm_x0"]), "true_y0": float(t["norm_y0"]), "has_nfw": bool(t["has_nfw"])}
+           "true_x0": float(t["norm_x0"]), "true_y0": float(t["norm_y0"]), "has_nfw": bool(t["has_nfw"]),
+           "true_kappa_s": float(t["norm_kappa_s"]), "pixel_scale": float(t["pixel_scale"])}
     for k in ("theta_e_arcsec", "theta_e_arcsec_err", "e1", "e1_err", "e2", "e2_err", "gamma1", "gamma1_err",
-              "gamma2", "gamma2_err", "x0", "x0_err", "y0", "y0_err", "chi2_per_pixel", "log_evidence",
+              "gamma2", "gamma2_err", "x0", "x0_err", "y0", "y0_err", "kappa_s", "chi2_per_pixel", "log_evidence",
               "amortised_theta_e_arcsec", "amortised_q", "amortised_phi", "amortised_gamma",
               "amortised_gamma_phi"):
         row[k] = float(p[k])
@@ -90,6 +93,50 @@ def _coverage(err: np.ndarray, sigma: np.ndarray, level: float) -> float:
         return float("nan")
     z = norm.ppf(0.5 + level / 2)
     return float(np.mean(np.abs(err[ok]) <= z * sigma[ok]))
+
+
+# The fit's error floor (FitConfig.error_floor) per parameter: (row column of the fit, of the truth, of the
+# error, FitConfig name, relative?).  theta_E's floor is on log b, i.e. relative.
+FLOOR_PARAMETERS = (("theta_e_arcsec", "true_theta_e", "theta_e_arcsec_err", "log_b", True),
+                    ("e1", "true_e1", "e1_err", "e1", False), ("e2", "true_e2", "e2_err", "e2", False),
+                    ("gamma1", "true_gamma1", "gamma1_err", "gamma1", False),
+                    ("gamma2", "true_gamma2", "gamma2_err", "gamma2", False),
+                    ("x0", "true_x0", "x0_err", "x0", False), ("y0", "true_y0", "y0_err", "y0", False))
+
+
+def with_floor(rows: pd.DataFrame, floor: dict) -> pd.DataFrame:
+    """The rows' (Laplace-only) errors with a floor added in quadrature, as FitConfig.error_floor does
+    (relative for theta_E); tests/test_fit.py checks that arithmetic in the fit itself."""
+    out = rows.copy()
+    for col, _, err, name, relative in FLOOR_PARAMETERS:
+        f = floor.get(name, 0.0) * (out[col].abs() if relative else 1.0)
+        out[err] = np.sqrt(out[err] ** 2 + f ** 2)
+    return out
+
+
+def calibrate_floor(rows: pd.DataFrame, level: float = 0.68) -> dict:
+    """Per parameter, the smallest floor whose quadrature sum with the Laplace error covers ``level`` of
+    the rows' errors (bisection; 0 where the Laplace errors already do).  Only on validation rows."""
+    floor = {}
+    for col, true, err, name, relative in FLOOR_PARAMETERS:
+        e = (rows[col] - rows[true]).to_numpy(float)
+        sig = rows[err].to_numpy(float)
+        scale = rows[col].abs().to_numpy(float) if relative else np.ones(len(rows))
+        ok = np.isfinite(e) & np.isfinite(sig)
+        e, sig, scale = e[ok], sig[ok], scale[ok]
+
+        def cover(f):
+            return _coverage(e, np.sqrt(sig ** 2 + (f * scale) ** 2), level)
+
+        lo, hi = 0.0, 4.0
+        if cover(lo) >= level:
+            floor[name] = 0.0
+            continue
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if cover(mid) >= level else (mid, hi)
+        floor[name] = float(hi)
+    return floor
 
 
 def summarise(rows: pd.DataFrame) -> dict:
@@ -212,6 +259,15 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline-utc", default=None, help="HH:MM: stop fitting new lenses after this time")
     ap.add_argument("--timing-only", action="store_true",
                     help="fit no new lenses: summarise the existing --rows and add the timing")
+    ap.add_argument("--split", default="test", help="shard sub-directory: test, or val for the calibration run")
+    ap.add_argument("--no-error-floor", action="store_true",
+                    help="Laplace errors only (FitConfig(error_floor=())): the calibration run on the val split")
+    ap.add_argument("--calibrate-floor", type=Path, default=None,
+                    help="write the error floor that gives 68 %% coverage on --rows (Laplace-only errors of the "
+                         "val split) to this JSON")
+    ap.add_argument("--apply-floor", type=Path, default=None,
+                    help="a --calibrate-floor JSON: summarise --rows (Laplace-only errors) with that floor added, "
+                         "Laplace-only coverage kept beside it")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_model(args.checkpoint, map_location="cpu")
@@ -223,7 +279,9 @@ def main(argv=None) -> int:
     count, t_start, last = len(seen), time.time(), 0.0
     stopped = False
     # Interleave the versions so that a run cut short by the deadline still covers all six.
-    data = {} if args.timing_only else {v: load_examples(args.shards, v, args.per_version) for v in VERSIONS}
+    data = {} if args.timing_only else {v: load_examples(args.shards, v, args.per_version, args.split)
+                                        for v in VERSIONS}
+    config = FitConfig(error_floor=()) if args.no_error_floor else None
     for i in range(0 if args.timing_only else args.per_version):
         for v in VERSIONS:
             ex = data[v]
@@ -232,7 +290,7 @@ def main(argv=None) -> int:
             if args.deadline_utc and time.strftime("%H:%M", time.gmtime()) >= args.deadline_utc:
                 stopped = True
                 break
-            row = fit_row(model, ex, i, v)
+            row = fit_row(model, ex, i, v, config)
             pd.DataFrame([row]).to_csv(args.rows, mode="a", header=not args.rows.exists() or
                                        args.rows.stat().st_size == 0, index=False)
             count += 1
@@ -244,7 +302,20 @@ def main(argv=None) -> int:
         if stopped:
             break
     rows = pd.read_csv(args.rows)
-    summary = summarise(rows)
+    if args.calibrate_floor is not None:
+        floor = calibrate_floor(rows)
+        record = {"error_floor": floor, "level": 0.68, "rows": str(args.rows), "n": int(len(rows)),
+                  "split": args.split, "checkpoint": str(args.checkpoint),
+                  "note": "Laplace-only errors (--no-error-floor); floor on log b is relative"}
+        write_text_atomic(args.calibrate_floor, json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record, indent=2))
+    floor_record = json.loads(args.apply_floor.read_text()) if args.apply_floor else None
+    summary = summarise(rows if floor_record is None else with_floor(rows, floor_record["error_floor"]))
+    if floor_record is not None:
+        laplace = summarise(rows)
+        summary["error_floor"] = floor_record
+        summary["coverage_laplace_only"] = {"overall": laplace["overall"]["coverage"],
+                                            **{v: b["coverage"] for v, b in laplace["per_version"].items()}}
     summary["stopped_at_deadline"] = stopped
     summary["per_version_requested"] = args.per_version
     summary["command"] = " ".join(["python", "benchmarks/fit.py"] + (argv if argv is not None else sys.argv[1:]))

@@ -61,7 +61,12 @@ class FitConfig:
     # Systematic 1-sigma floor per lens parameter (log b: relative), added in quadrature to the Laplace
     # errors; calibrated on the validation split, never on test pairs (docs/fit.md).  (): none.
     error_floor: tuple = ()            # ((name, floor), ...)
-    halo: bool = True                 # also continue every surviving start with an NFW halo (kappa_s free)
+    b_prior: bool = True              # Gaussian prior on log b from the encoder (start_sigma) when given
+    b_prior_scale: float = 1.0        # its width: the encoder's sigma of log b x this,
+    b_prior_min: float = 0.05         # clipped to [b_prior_min, b_prior_max]
+    b_prior_max: float = 1.0
+    halo: bool = False                # also continue every surviving start with an NFW halo (kappa_s free):
+                                      # off, measured harmful on the held-out protocol (docs/fit.md)
     halo_r_s: float = 8.0             # the halo's fixed scale radius [normalised] (15" at 0.04"/pix, 96 px)
     halo_kappa_s_start: float = 0.08  # kappa_s of the halo starts
 
@@ -76,14 +81,26 @@ class Problem:
     lam: torch.Tensor      # (B,)
     source_radius: float | None = None  # support of the source [normalised], None: whole grid
     halo_r_s: float | None = None       # NFW scale radius [normalised]; None: no halo term at all
+    prior_mean: torch.Tensor | None = None   # (B,) Gaussian prior on log b (the encoder's estimate) ...
+    prior_sigma: torch.Tensor | None = None  # (B,) ... and its width; None: flat
 
     def take(self, index: torch.Tensor) -> "Problem":
         k = self.kernel if self.kernel.ndim == 2 else self.kernel[index]
-        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius, self.halo_r_s)
+        pick = (lambda t: None if t is None else t[index])  # noqa: E731
+        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius, self.halo_r_s,
+                       pick(self.prior_mean), pick(self.prior_sigma))
 
     def to(self, dtype: torch.dtype) -> "Problem":
+        cast = (lambda t: None if t is None else t.to(dtype))  # noqa: E731
         return Problem(self.y.to(dtype), self.weight.to(dtype), self.kernel.to(dtype), self.lam.to(dtype),
-                       self.source_radius, self.halo_r_s)
+                       self.source_radius, self.halo_r_s, cast(self.prior_mean), cast(self.prior_sigma))
+
+    def log_prior(self, theta: torch.Tensor) -> torch.Tensor:
+        """log prior density of log b (B,) up to a constant; 0 without a prior."""
+        if self.prior_mean is None:
+            return torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        d = (theta[:, INDEX["log_b"]] - self.prior_mean) / self.prior_sigma
+        return -0.5 * d * d
 
     def system(self, theta: torch.Tensor) -> LinearSystem:
         return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius,
@@ -109,7 +126,7 @@ def objective_and_grad(problem: Problem, theta: torch.Tensor, z: torch.Tensor):
     with torch.enable_grad():
         t = theta.detach().requires_grad_(True)
         system = problem.system(t)
-        f = 0.5 * (chi2(system, problem.y, z) + system.penalty(z))
+        f = 0.5 * (chi2(system, problem.y, z) + system.penalty(z)) - problem.log_prior(t)
         (g,) = torch.autograd.grad(f.sum(), t)
     return f.detach(), g
 
@@ -120,7 +137,8 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
         log E = -1/2 [chi^2 + z^T lambda R z] - 1/2 log det H + 1/2 log det(lambda R)
                 + 1/2 sum log(W / 2 pi)   (over the used pixels)
 
-    log det H by stochastic Lanczos quadrature, log det(lambda R) exactly.
+    log det H by stochastic Lanczos quadrature, log det(lambda R) exactly.  With a prior on log b
+    (the encoder's) its log density is added: the starts are ranked by the posterior.
     """
     with torch.no_grad():
         system = problem.system(theta)
@@ -133,7 +151,8 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
         used = problem.weight > 0
         log_w = torch.where(used, torch.log(problem.weight.clamp_min(1e-300) / (2 * math.pi)),
                             torch.zeros_like(problem.weight)).sum(dim=(-1, -2))
-        value = -0.5 * (c2 + pen).double() - 0.5 * logdet_h + 0.5 * logdet_r + 0.5 * log_w.double()
+        value = -0.5 * (c2 + pen).double() - 0.5 * logdet_h + 0.5 * logdet_r + 0.5 * log_w.double() \
+            + problem.log_prior(theta).double()
     return {"log_evidence": value, "chi2": c2, "penalty": pen, "log_det_h": logdet_h}
 
 

@@ -44,6 +44,15 @@ class FitResult:
     covariance: np.ndarray      # (n, 7, 7) over LENS_NAMES (log b, e1, e2, x0, y0, gamma1, gamma2)
 
 
+def _b_prior(start: dict, start_sigma: dict | None, n: int, config: FitConfig):
+    """(mean, sigma) (n,) of the Gaussian prior on log b from the encoder, or (None, None)."""
+    if not config.b_prior or start_sigma is None or start_sigma.get("log_b") is None:
+        return None, None
+    mean = validate.as_float_tensor(start["log_b"], "start['log_b']").reshape(-1).expand(n)
+    sig = validate.as_float_tensor(start_sigma["log_b"], "start_sigma['log_b']").reshape(-1).expand(n)
+    return mean.clone(), (sig * config.b_prior_scale).clamp(config.b_prior_min, config.b_prior_max)
+
+
 def _start_rows(start: dict, start_sigma: dict | None, n: int, config: FitConfig) -> torch.Tensor:
     """(n, S, P) starting points: b offsets x orientations around the estimate."""
     missing = [k for k in START_NAMES if k not in start]
@@ -165,8 +174,11 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
     y = (y64 / scale.view(-1, 1, 1)).to(dtype)
     weight = _weights(y64, sigma, used, gain, scale).to(dtype)
     lam = torch.stack([config.lambda_factor * weight[i][used[i]].median() for i in range(n)])
+    prior_mean, prior_sigma = _b_prior(start, start_sigma, n, config)
     problem = Problem(y, weight, kernel.to(dtype), lam, config.source_radius,
-                      config.halo_r_s if config.halo else None)
+                      config.halo_r_s if config.halo else None,
+                      None if prior_mean is None else prior_mean.to(dtype),
+                      None if prior_sigma is None else prior_sigma.to(dtype))
 
     t0 = time.perf_counter()
     if config.scan_keep > 0 and config.scan_b:
@@ -216,6 +228,9 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
     # kappa_s is fixed (not marginalised) where the chosen model has no halo.
     fixed = ~_free(theta, has_halo)
     hess = hess.masked_fill(fixed[:, :, None] | fixed[:, None, :], 0.0)
+    if problem64.prior_sigma is not None:
+        i = INDEX["log_b"]
+        hess[:, i, i] += 1.0 / problem64.prior_sigma ** 2
     cov, pd_ok = covariance(hess, len(LENS_NAMES))
     system = problem.system(theta)
     with torch.no_grad():
