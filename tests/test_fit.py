@@ -317,13 +317,21 @@ def test_error_floor_adds_in_quadrature_and_kappa_s_stays_fixed_without_halo(noi
     start = {"log_b": math.log(TRUTH["theta_E"] / HALF), "e1": 0.1, "e2": -0.05, "x0": 0.0, "y0": 0.0,
              "gamma1": 0.0, "gamma2": 0.0}
     floor = (("log_b", 0.02), ("e1", 0.03), ("gamma2", 0.01))
-    cfg = FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0, error_floor=floor)
+    cfg = FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0, error_floor=floor,
+                    error_disagreement=(("log_b", 1.5),))
     row = fit_lenses(image, psf=psf, noise_sigma=sigma, start=start, config=cfg).table.iloc[0]
     assert row["kappa_s"] == 0.0 and not row["has_halo"] and np.isnan(row["r_s"])
-    np.testing.assert_allclose(row["b_err"] ** 2, row["b_err_stat"] ** 2 + (0.02 * row["b"]) ** 2, rtol=1e-9)
+    gap = 1.5 * abs(math.log(row["b"]) - start["log_b"])
+    assert gap > 0
+    np.testing.assert_allclose(row["b_err"] ** 2, row["b_err_stat"] ** 2 + (0.02 * row["b"]) ** 2
+                               + (gap * row["b"]) ** 2, rtol=1e-6)
     np.testing.assert_allclose(row["e1_err"] ** 2, row["e1_err_stat"] ** 2 + 0.03 ** 2, rtol=1e-9)
     np.testing.assert_allclose(row["gamma2_err"] ** 2, row["gamma2_err_stat"] ** 2 + 0.01 ** 2, rtol=1e-9)
     np.testing.assert_allclose(row["e2_err"], row["e2_err_stat"], rtol=1e-12)
+    off = fit_lenses(image, psf=psf, noise_sigma=sigma, start=start,
+                     config=FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0,
+                                      error_floor=(), error_disagreement=())).table.iloc[0]
+    np.testing.assert_allclose(off["b_err"], off["b_err_stat"], rtol=1e-12)
 
 
 def test_encoder_prior_on_log_b_is_clipped_and_tightens_the_error():

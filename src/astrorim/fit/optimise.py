@@ -60,7 +60,14 @@ class FitConfig:
     inflate_by_chi2: bool = True      # scale the covariance by max(1, chi^2 / pixel)
     # Systematic 1-sigma floor per lens parameter (log b: relative), added in quadrature to the Laplace
     # errors; calibrated on the validation split, never on test pairs (docs/fit.md).  (): none.
-    error_floor: tuple = ()            # ((name, floor), ...)
+    error_floor: tuple = (("log_b", 0.004921), ("e1", 0.04580), ("e2", 0.07388), ("gamma1", 0.04580),
+                          ("gamma2", 0.04580), ("x0", 0.01761), ("y0", 0.02065))   # ((name, floor), ...)
+    # ... and a term c |fit - start| per parameter (log b: in log), added in quadrature: where the fit and the
+    # encoder disagree, one of them is wrong by about that much.  ((name, c), ...), calibrated with the floor.
+    error_disagreement: tuple = (("log_b", 1.1), ("e1", 0.9), ("e2", 0.7), ("gamma1", 0.6), ("gamma2", 0.5))
+    # Both calibrated by `benchmarks/fit.py --calibrate-floor` on 60 simulated validation lenses (cpu_medium
+    # finetune phase, val split, seed 2002, 10 per version; start models/cpu-pretrain) for 68/95 % coverage:
+    # results/benchmarks/fit_error_floor.json.  Never on test pairs.
     b_prior: bool = True              # Gaussian prior on log b from the encoder (start_sigma) when given
     b_prior_scale: float = 1.0        # its width: the encoder's sigma of log b x this,
     b_prior_min: float = 0.05         # clipped to [b_prior_min, b_prior_max]

@@ -246,6 +246,13 @@ def fit_lenses(observed, *, psf, start: dict, noise_sigma=None, noise_map=None, 
         floors = dict(config.error_floor)
         floor = torch.tensor([floors.get(k, 0.0) for k in LENS_NAMES], dtype=cov.dtype)
         cov = cov + torch.diag_embed((floor ** 2).expand(n, -1))
+    if config.error_disagreement:
+        coef = dict(config.error_disagreement)
+        c = torch.tensor([coef.get(k, 0.0) for k in LENS_NAMES], dtype=cov.dtype)
+        initial = torch.stack([validate.as_float_tensor(start[k], f"start[{k!r}]").reshape(-1).expand(n)
+                               for k in LENS_NAMES], dim=1).to(cov.dtype)
+        gap = theta.double()[:, [INDEX[k] for k in LENS_NAMES]] - initial
+        cov = cov + torch.diag_embed((c * gap) ** 2)
     seconds = (time.perf_counter() - t0) / n
 
     th = theta.double().numpy()
