@@ -260,3 +260,95 @@ def test_masked_pixels_do_not_enter_the_likelihood():
     for col in ("b", "e1", "e2", "gamma1", "gamma2", "chi2_per_pixel"):
         np.testing.assert_allclose(a[col], b[col], rtol=2e-3, atol=2e-4)
     assert float(c["chi2_per_pixel"].iloc[0]) > 10 * float(a["chi2_per_pixel"].iloc[0])
+
+
+# The NFW halo term (kappa_s fitted, r_s fixed) and the error floor
+
+def test_deflection_with_halo_matches_lenstronomy():
+    pytest.importorskip("lenstronomy")
+    from lenstronomy.LensModel.lens_model import LensModel
+    from astrorim.params import NFW_ALPHA_RS_FACTOR
+
+    r_s, kappa_s = 5.0, 0.12                          # normalised; r_s = 5 half fields
+    theta = torch.zeros(1, len(NAMES), dtype=torch.float64)
+    theta[0, INDEX["log_b"]] = math.log(TRUTH["theta_E"] / HALF)
+    for name in ("e1", "e2", "gamma1", "gamma2"):
+        theta[0, INDEX[name]] = TRUTH[name]
+    theta[0, INDEX["x0"]] = TRUTH["center_x"] / HALF
+    theta[0, INDEX["y0"]] = TRUTH["center_y"] / HALF
+    theta[0, INDEX["kappa_s"]] = kappa_s
+    ax, ay = deflection(theta, NPIX, halo_r_s=r_s)
+    c = ((np.arange(NPIX) + 0.5) / NPIX * 2 - 1) * HALF
+    xx, yy = np.meshgrid(c, c)
+    kw = [{k: TRUTH[k] for k in ("theta_E", "e1", "e2", "center_x", "center_y")},
+          {"gamma1": TRUTH["gamma1"], "gamma2": TRUTH["gamma2"]},
+          {"Rs": r_s * HALF, "alpha_Rs": NFW_ALPHA_RS_FACTOR * kappa_s * r_s * HALF,
+           "center_x": TRUTH["center_x"], "center_y": TRUTH["center_y"]}]
+    rx, ry = LensModel(["SIE", "SHEAR", "NFW"]).alpha(xx.ravel(), yy.ravel(), kw)
+    np.testing.assert_allclose(ax[0].numpy().ravel() * HALF, rx, atol=1e-9)
+    np.testing.assert_allclose(ay[0].numpy().ravel() * HALF, ry, atol=1e-9)
+    # kappa_s = 0 is the plain SIE + shear
+    theta[0, INDEX["kappa_s"]] = 0.0
+    bx, _ = deflection(theta, NPIX, halo_r_s=r_s)
+    torch.testing.assert_close(bx, deflection(theta, NPIX)[0])
+
+
+def test_halo_start_keeps_the_total_deflection_at_the_einstein_radius():
+    from astrorim.fit.run import _with_halo
+    from astrorim.physics import nfw, sie
+    from astrorim.params import NFW_ALPHA_RS_FACTOR
+
+    cfg = FitConfig()
+    theta = torch.zeros(1, len(NAMES), dtype=torch.float64)
+    theta[0, INDEX["log_b"]] = math.log(0.5)
+    halo = _with_halo(theta, cfg)
+    b = torch.exp(halo[0, INDEX["log_b"]])
+    assert float(halo[0, INDEX["kappa_s"]]) == cfg.halo_kappa_s_start and float(b) < 0.5
+    x, y = torch.tensor([0.5], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    total = sie.deflection(x, y, b, 0.0, 0.0, 0.0, 0.0)[0] + nfw.deflection(
+        x, y, cfg.halo_r_s, NFW_ALPHA_RS_FACTOR * cfg.halo_kappa_s_start * cfg.halo_r_s)[0]
+    torch.testing.assert_close(total, x)        # round lens: alpha(theta_E) = theta_E
+
+
+def test_error_floor_adds_in_quadrature_and_kappa_s_stays_fixed_without_halo(noiseless_fit):
+    psf = _gaussian_psf()
+    image, _, _ = _lenstronomy_image(psf)
+    sigma = float(image.max()) / 300.0
+    start = {"log_b": math.log(TRUTH["theta_E"] / HALF), "e1": 0.1, "e2": -0.05, "x0": 0.0, "y0": 0.0,
+             "gamma1": 0.0, "gamma2": 0.0}
+    floor = (("log_b", 0.02), ("e1", 0.03), ("gamma2", 0.01))
+    cfg = FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0, error_floor=floor,
+                    error_disagreement=(("log_b", 1.5),))
+    row = fit_lenses(image, psf=psf, noise_sigma=sigma, start=start, config=cfg).table.iloc[0]
+    assert row["kappa_s"] == 0.0 and not row["has_halo"] and np.isnan(row["r_s"])
+    gap = 1.5 * abs(math.log(row["b"]) - start["log_b"])
+    assert gap > 0
+    np.testing.assert_allclose(row["b_err"] ** 2, row["b_err_stat"] ** 2 + (0.02 * row["b"]) ** 2
+                               + (gap * row["b"]) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(row["e1_err"] ** 2, row["e1_err_stat"] ** 2 + 0.03 ** 2, rtol=1e-9)
+    np.testing.assert_allclose(row["gamma2_err"] ** 2, row["gamma2_err_stat"] ** 2 + 0.01 ** 2, rtol=1e-9)
+    np.testing.assert_allclose(row["e2_err"], row["e2_err_stat"], rtol=1e-12)
+    off = fit_lenses(image, psf=psf, noise_sigma=sigma, start=start,
+                     config=FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0,
+                                      error_floor=(), error_disagreement=())).table.iloc[0]
+    np.testing.assert_allclose(off["b_err"], off["b_err_stat"], rtol=1e-12)
+
+
+def test_encoder_prior_on_log_b_is_clipped_and_tightens_the_error():
+    from astrorim.fit.run import _b_prior
+
+    cfg = FitConfig(steps=3, explore_steps=3, b_offsets=(0.0,), orientations=1, scan_keep=0)
+    start = {"log_b": math.log(TRUTH["theta_E"] / HALF), "e1": 0.1, "e2": -0.05, "x0": 0.0, "y0": 0.0,
+             "gamma1": 0.0, "gamma2": 0.0}
+    mean, sigma = _b_prior(start, {"log_b": np.array([1e-3])}, 1, cfg)
+    assert float(mean[0]) == pytest.approx(start["log_b"]) and float(sigma[0]) == cfg.b_prior_min
+    assert _b_prior(start, None, 1, cfg) == (None, None)
+    psf = _gaussian_psf()
+    image, _, _ = _lenstronomy_image(psf)
+    sigma_noise = float(image.max()) / 20.0      # noisy, so that a 5 % prior is felt
+    flat = fit_lenses(image, psf=psf, noise_sigma=sigma_noise, start=start, config=cfg).table.iloc[0]
+    tight = fit_lenses(image, psf=psf, noise_sigma=sigma_noise, start=start, config=cfg,
+                       start_sigma={"log_b": 1e-3}).table.iloc[0]
+    rel_flat, rel_tight = flat["b_err_stat"] / flat["b"], tight["b_err_stat"] / tight["b"]
+    # Gaussian curvatures add: 1/err^2 grows by 1/0.05^2 (up to the changed optimum and chi^2 inflation).
+    assert rel_tight < rel_flat and rel_tight < cfg.b_prior_min

@@ -48,7 +48,9 @@ class FitConfig:
     light_re_start: float = 0.4       # lens-light half-light radius of the starts [normalised]
     scan_b: tuple = (0.08, 0.12, 0.17, 0.24, 0.33, 0.45, 0.6, 0.8, 1.05, 1.35)  # coarse b grid
     scan_keep: int = 2                # best scan points (by evidence) added to the starts
-    scan_cg: int = 40                 # CG iterations per scan point
+    scan_cg: int = 25                 # CG iterations per scan point
+    scan_logdet_probes: int = 2       # the scan's evidence: fewer, shorter Lanczos probes (it only ranks
+    scan_logdet_steps: int = 15       # b values hundreds of nats apart)
     logdet_probes: int = 4
     logdet_steps: int = 25
     seed: int = 0
@@ -56,6 +58,24 @@ class FitConfig:
     converge_tol: float = 2e-3        # max change of the window means of any lens parameter
     laplace_step: float = 1e-4        # finite-difference step of the Jacobian / Hessian
     inflate_by_chi2: bool = True      # scale the covariance by max(1, chi^2 / pixel)
+    # Systematic 1-sigma floor per lens parameter (log b: relative), added in quadrature to the Laplace
+    # errors; calibrated on the validation split, never on test pairs (docs/fit.md).  (): none.
+    error_floor: tuple = (("log_b", 0.004921), ("e1", 0.04580), ("e2", 0.07388), ("gamma1", 0.04580),
+                          ("gamma2", 0.04580), ("x0", 0.01761), ("y0", 0.02065))   # ((name, floor), ...)
+    # ... and a term c |fit - start| per parameter (log b: in log), added in quadrature: where the fit and the
+    # encoder disagree, one of them is wrong by about that much.  ((name, c), ...), calibrated with the floor.
+    error_disagreement: tuple = (("log_b", 1.1), ("e1", 0.9), ("e2", 0.7), ("gamma1", 0.6), ("gamma2", 0.5))
+    # Both calibrated by `benchmarks/fit.py --calibrate-floor` on 60 simulated validation lenses (cpu_medium
+    # finetune phase, val split, seed 2002, 10 per version; start models/cpu-pretrain) for 68/95 % coverage:
+    # results/benchmarks/fit_error_floor.json.  Never on test pairs.
+    b_prior: bool = True              # Gaussian prior on log b from the encoder (start_sigma) when given
+    b_prior_scale: float = 1.0        # its width: the encoder's sigma of log b x this,
+    b_prior_min: float = 0.05         # clipped to [b_prior_min, b_prior_max]
+    b_prior_max: float = 1.0
+    halo: bool = False                # also continue every surviving start with an NFW halo (kappa_s free):
+                                      # off, measured harmful on the held-out protocol (docs/fit.md)
+    halo_r_s: float = 8.0             # the halo's fixed scale radius [normalised] (15" at 0.04"/pix, 96 px)
+    halo_kappa_s_start: float = 0.08  # kappa_s of the halo starts
 
 
 @dataclass
@@ -67,17 +87,31 @@ class Problem:
     kernel: torch.Tensor   # (K, K) or (B, K, K)
     lam: torch.Tensor      # (B,)
     source_radius: float | None = None  # support of the source [normalised], None: whole grid
+    halo_r_s: float | None = None       # NFW scale radius [normalised]; None: no halo term at all
+    prior_mean: torch.Tensor | None = None   # (B,) Gaussian prior on log b (the encoder's estimate) ...
+    prior_sigma: torch.Tensor | None = None  # (B,) ... and its width; None: flat
 
     def take(self, index: torch.Tensor) -> "Problem":
         k = self.kernel if self.kernel.ndim == 2 else self.kernel[index]
-        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius)
+        pick = (lambda t: None if t is None else t[index])  # noqa: E731
+        return Problem(self.y[index], self.weight[index], k, self.lam[index], self.source_radius, self.halo_r_s,
+                       pick(self.prior_mean), pick(self.prior_sigma))
 
     def to(self, dtype: torch.dtype) -> "Problem":
+        cast = (lambda t: None if t is None else t.to(dtype))  # noqa: E731
         return Problem(self.y.to(dtype), self.weight.to(dtype), self.kernel.to(dtype), self.lam.to(dtype),
-                       self.source_radius)
+                       self.source_radius, self.halo_r_s, cast(self.prior_mean), cast(self.prior_sigma))
+
+    def log_prior(self, theta: torch.Tensor) -> torch.Tensor:
+        """log prior density of log b (B,) up to a constant; 0 without a prior."""
+        if self.prior_mean is None:
+            return torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+        d = (theta[:, INDEX["log_b"]] - self.prior_mean) / self.prior_sigma
+        return -0.5 * d * d
 
     def system(self, theta: torch.Tensor) -> LinearSystem:
-        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius)
+        return build_system(theta, self.y.shape[-1], self.kernel, self.weight, self.lam, self.source_radius,
+                            self.halo_r_s)
 
 
 def solve(system: LinearSystem, y: torch.Tensor, z0: torch.Tensor | None, iters: int,
@@ -99,7 +133,7 @@ def objective_and_grad(problem: Problem, theta: torch.Tensor, z: torch.Tensor):
     with torch.enable_grad():
         t = theta.detach().requires_grad_(True)
         system = problem.system(t)
-        f = 0.5 * (chi2(system, problem.y, z) + system.penalty(z))
+        f = 0.5 * (chi2(system, problem.y, z) + system.penalty(z)) - problem.log_prior(t)
         (g,) = torch.autograd.grad(f.sum(), t)
     return f.detach(), g
 
@@ -110,7 +144,8 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
         log E = -1/2 [chi^2 + z^T lambda R z] - 1/2 log det H + 1/2 log det(lambda R)
                 + 1/2 sum log(W / 2 pi)   (over the used pixels)
 
-    log det H by stochastic Lanczos quadrature, log det(lambda R) exactly.
+    log det H by stochastic Lanczos quadrature, log det(lambda R) exactly.  With a prior on log b
+    (the encoder's) its log density is added: the starts are ranked by the posterior.
     """
     with torch.no_grad():
         system = problem.system(theta)
@@ -123,14 +158,16 @@ def log_evidence(problem: Problem, theta: torch.Tensor, z: torch.Tensor, config:
         used = problem.weight > 0
         log_w = torch.where(used, torch.log(problem.weight.clamp_min(1e-300) / (2 * math.pi)),
                             torch.zeros_like(problem.weight)).sum(dim=(-1, -2))
-        value = -0.5 * (c2 + pen).double() - 0.5 * logdet_h + 0.5 * logdet_r + 0.5 * log_w.double()
+        value = -0.5 * (c2 + pen).double() - 0.5 * logdet_h + 0.5 * logdet_r + 0.5 * log_w.double() \
+            + problem.log_prior(theta).double()
     return {"log_evidence": value, "chi2": c2, "penalty": pen, "log_det_h": logdet_h}
 
 
 def adam_fit(problem: Problem, theta0: torch.Tensor, config: FitConfig, steps: range,
-             z0: torch.Tensor | None = None) -> dict:
+             z0: torch.Tensor | None = None, free: torch.Tensor | None = None) -> dict:
     """Adam on theta for every row of the batch (one row per start) over ``steps`` (indices into
-    the cosine schedule of config.steps); returns the final state."""
+    the cosine schedule of config.steps); ``free`` (B, P) bool: the parameters that move (default
+    all); returns the final state."""
     theta, _ = project(theta0)
     z, _ = solve(problem.system(theta), problem.y, z0, config.cg_first if z0 is None else config.cg_step,
                  config.cg_rtol)
@@ -146,6 +183,8 @@ def adam_fit(problem: Problem, theta0: torch.Tensor, config: FitConfig, steps: r
         bad = ~torch.isfinite(g).all(dim=1)
         finite &= ~bad
         g = torch.where(bad[:, None], torch.zeros_like(g), g)
+        if free is not None:
+            g = torch.where(free, g, torch.zeros_like(g))
         lr = config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(config.steps - 1, 1))))
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
