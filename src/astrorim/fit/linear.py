@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from astrorim.evaluate.classical import gradient_normal
 from astrorim.model.psf import FFT_THRESHOLD_PIX, _fast_size, convolve_same, correlate_same
 from astrorim.model.warp import BilinearWarp
 
@@ -39,18 +40,6 @@ from astrorim.model.warp import BilinearWarp
 SOURCE_RIDGE = 1e-4
 # Absolute ridge on the lens-light amplitudes relative to lambda (a very wide Gaussian prior).
 AMPLITUDE_RIDGE = 1e-6
-
-
-def gradient_regulariser(s: torch.Tensor) -> torch.Tensor:
-    """D^T D s for sources (B, H, W): sum of squared neighbour differences' gradient."""
-    out = torch.zeros_like(s)
-    dx = s[..., :, 1:] - s[..., :, :-1]
-    dy = s[..., 1:, :] - s[..., :-1, :]
-    out[..., :, 1:] += dx
-    out[..., :, :-1] -= dx
-    out[..., 1:, :] += dy
-    out[..., :-1, :] -= dy
-    return out
 
 
 def gradient_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -201,7 +190,7 @@ class LinearSystem:
     def prior_apply(self, z: torch.Tensor) -> torch.Tensor:
         s, a = self.split(z)
         lam = self.lam.view(-1, 1, 1)
-        src = lam * (gradient_regulariser(self._masked(s)) + SOURCE_RIDGE * s)
+        src = lam * (gradient_normal(self._masked(s)) + SOURCE_RIDGE * s)
         if self.support is not None:
             src = self.support * src + (1 - self.support) * lam * s
         return self.join(src,
